@@ -1,0 +1,49 @@
+"""The sync channel between `create` and the container init: JSON lines over two pipes.
+
+Messages: parent->child {"type": "go", "state": {...}}, {"type": "hooks-done"};
+child->parent {"type": "hooks"}, {"type": "ready"}, {"type": "error", "msg": "..."}.
+An EOF means the other side died; the init treats it as "abort".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+class Channel:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
+        self._buf = b""
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, Channel]:
+        """(parent end, child end); every fd is close-on-exec."""
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        return cls(c2p_r, p2c_w), cls(p2c_r, c2p_w)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        data = json.dumps(msg).encode() + b"\n"
+        while data:
+            n = os.write(self.wfd, data)
+            data = data[n:]
+
+    def recv(self) -> dict[str, Any] | None:
+        while b"\n" not in self._buf:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.rfd = self.wfd = -1

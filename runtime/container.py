@@ -1,0 +1,181 @@
+"""A created container and the operations on it: state, start, kill, delete, pause, list.
+
+Every operation reloads state.json and reads the status from /proc, so commands run from
+different processes (as shims do) always agree.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runtime import hooks
+from runtime.cgroups import load_manager
+from runtime.errors import NotExistError, NotRunningError, PyruncError
+from runtime.state import StateDir, public_state, status_of
+
+
+class Container:
+    def __init__(self, root: str, cid: str) -> None:
+        self.dir = StateDir(root, cid)
+        if not self.dir.exists():
+            raise NotExistError(cid)
+        self.state = self.dir.load()
+
+    @property
+    def id(self) -> str:
+        return self.dir.id
+
+    @property
+    def pid(self) -> int:
+        return int(self.state.get("pid") or 0)
+
+    def status(self) -> str:
+        return status_of(self.state, self.dir.fifo)
+
+    def public(self) -> dict[str, Any]:
+        return public_state(self.state, self.status())
+
+    def _hook_state(self, status: str) -> dict[str, Any]:
+        return hooks.hook_state(self.id, status, self.pid, self.state["bundle"],
+                                self.state.get("annotations"))
+
+    def start(self, warn: Callable[[str], None]) -> None:
+        """Open exec.fifo: the init, blocked writing to it, goes on to execve."""
+        self.dir.lock()
+        try:
+            st = self.status()
+            if st != "created":
+                raise PyruncError(f"cannot start a container that is {st}: container {self.id} "
+                                  "is not in created state")
+            try:
+                fd = os.open(self.dir.fifo, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except FileNotFoundError:
+                raise PyruncError(f"container {self.id} was already started") from None
+            try:
+                os.set_blocking(fd, True)
+                data = os.read(fd, 1)
+            finally:
+                os.close(fd)
+            if not data:
+                raise PyruncError(f"container {self.id}: init exited before start")
+            os.unlink(self.dir.fifo)
+            hooks.run_warn("poststart", self.state.get("hooks", {}).get("poststart", []),
+                           self._hook_state("running"), warn)
+        finally:
+            self.dir.unlock()
+
+    def kill(self, sig: int, all_procs: bool = False) -> None:
+        st = self.status()
+        if st == "stopped":
+            raise NotRunningError(self.id)
+        if all_procs:
+            self._signal_all(sig)
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            raise NotRunningError(self.id) from None
+
+    def _signal_all(self, sig: int) -> None:
+        mgr = load_manager(self.state)
+        pids = mgr.pids() if mgr else [self.pid]
+        frozen = self.status() == "paused"
+        if sig == signal.SIGKILL and mgr is not None and getattr(mgr, "kill", None):
+            if mgr.kill():  # type: ignore[attr-defined]
+                return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if frozen and mgr is not None and sig == signal.SIGKILL:
+            mgr.freeze(False)  # a frozen task only dies once thawed
+
+    def delete(self, force: bool, warn: Callable[[str], None]) -> None:
+        """Remove a stopped (or, like runc, a created) container; --force kills a live one."""
+        self.dir.lock()
+        try:
+            st = self.status()
+            if st in ("running", "paused") and not force:
+                raise PyruncError(f"cannot delete container {self.id} that is not stopped: "
+                                  f"{st}")
+            if st != "stopped":
+                self._signal_all(signal.SIGKILL)
+                self._wait_gone()
+            mgr = load_manager(self.state)
+            if mgr is not None:
+                try:
+                    mgr.destroy()
+                except (OSError, PyruncError) as e:
+                    warn(f"cgroup cleanup: {e}")
+            hooks.run_warn("poststop", self.state.get("hooks", {}).get("poststop", []),
+                           self._hook_state("stopped"), warn)
+            self.dir.remove()
+        finally:
+            self.dir.unlock()
+
+    def _wait_gone(self, timeout: float = 10.0) -> None:
+        """Wait until the init is gone (reaped or a zombie) and the cgroup is empty."""
+        mgr = load_manager(self.state)
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while time.monotonic() < deadline:
+            if self.status() == "stopped" and (mgr is None or not _live(mgr.pids())):
+                return
+            try:  # reap if it is our child (run, tests)
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        raise PyruncError(f"container {self.id}: processes still alive after SIGKILL")
+
+    def pause(self) -> None:
+        self._freeze(True)
+
+    def resume(self) -> None:
+        self._freeze(False)
+
+    def _freeze(self, frozen: bool) -> None:
+        st = self.status()
+        if frozen and st != "running":
+            raise PyruncError(f"container {self.id} is {st}: container not running")
+        if not frozen and st != "paused":
+            raise PyruncError(f"container {self.id} is {st}, not paused")
+        mgr = load_manager(self.state)
+        if mgr is None:
+            raise PyruncError(f"container {self.id} has no cgroup to freeze")
+        mgr.freeze(frozen)
+
+
+def _live(pids: list[int]) -> bool:
+    """Any pid that is not a zombie? (zombies linger in cgroup.procs until reaped)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if raw[raw.rindex(b")") + 2:][:1] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def list_containers(root: str) -> list[Container]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append(Container(root, name))
+        except (PyruncError, OSError) as e:
+            if isinstance(e, OSError) and e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+    return out

@@ -1,0 +1,199 @@
+"""`create`: from a bundle to a container whose init waits on exec.fifo.
+
+The caller's own namespaces stay untouched: the init is a raw clone(2) with the namespace
+flags. A failure at any step kills the init, removes the cgroup and the state directory, and
+raises with the init's own reason, so nothing is left half-made.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from runtime import hooks
+from runtime import spec as specmod
+from runtime.cgroups import new_manager
+from runtime.channel import Channel
+from runtime.errors import PyruncError
+from runtime.init import NS_FLAGS, InitContext
+from runtime.init import main as init_main
+from runtime.linux import syscalls as sc
+from runtime.state import StateDir, atomic_write, now_rfc3339, proc_start_time
+
+# setns() on these only changes what our *children* get, so we join them before cloning.
+_JOIN_IN_PARENT = ("pid", "time")
+
+
+@dataclass
+class CreateOptions:
+    root: str
+    cid: str
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+
+
+def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
+    """Create the container and return its saved state (the init is left waiting)."""
+    sd = StateDir(opts.root, opts.cid)
+    bundle = os.path.abspath(opts.bundle)
+    config = specmod.load(bundle)
+    if sd.exists():
+        raise PyruncError(f"container with id {opts.cid} already exists")
+    rootfs = os.path.join(bundle, config["root"]["path"])
+    if not os.path.isdir(rootfs):
+        raise PyruncError(f"root.path: rootfs {rootfs} is not a directory")
+    rootfs = os.path.realpath(rootfs)
+    if config["process"].get("terminal") and not opts.console_socket:
+        raise PyruncError("process.terminal is true but no --console-socket was given")
+    sd.make()
+    pid = 0
+    mgr = None
+    opened: list[int] = []
+    try:
+        os.mkfifo(sd.fifo, 0o622)
+        os.chmod(sd.fifo, 0o622)
+        fifo_fd = os.open(sd.fifo, os.O_PATH | os.O_CLOEXEC)
+        opened.append(fifo_fd)
+        linux = config.get("linux", {})
+        mgr = new_manager(linux.get("cgroupsPath", ""), opts.cid)
+        mgr.create()
+        if linux.get("resources"):
+            mgr.set(linux["resources"])
+        nss = specmod.namespaces(config)
+        flags = 0
+        new_ns: set[str] = set()
+        join_child: list[tuple[str, int]] = []
+        for nstype, path in nss.items():
+            if not path:
+                new_ns.add(nstype)
+                if nstype != "cgroup":  # unshared by the init once it is in its cgroup
+                    flags |= NS_FLAGS[nstype]
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise PyruncError(f"linux.namespaces: {nstype} path {path}: {e.strerror}") from None
+            opened.append(fd)
+            if nstype in _JOIN_IN_PARENT:
+                sc.setns(fd, NS_FLAGS[nstype])
+            else:
+                join_child.append((nstype, fd))
+        if "time" in new_ns and not os.path.exists("/proc/self/ns/time"):
+            raise PyruncError("linux.namespaces: this kernel has no time namespace")
+        console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
+        if console_fd is not None:
+            opened.append(console_fd)
+        parent_ch, child_ch = Channel.pair()
+        opened.extend([parent_ch.rfd, parent_ch.wfd])
+        cfg_hooks = config.get("hooks", {}) or {}
+        ctx = InitContext(spec=config, bundle=bundle, rootfs=rootfs, channel=child_ch,
+                          fifo_fd=fifo_fd, console_fd=console_fd, join_fds=join_child,
+                          new_ns=new_ns, no_pivot=opts.no_pivot,
+                          preserve_fds=opts.preserve_fds, cgroup=mgr.to_state(),
+                          has_runtime_hooks=bool(cfg_hooks.get("prestart")
+                                                 or cfg_hooks.get("createRuntime")))
+        pid = sc.clone(flags)
+        if pid == 0:
+            sd.unlock()  # flock is per open file: our copy would block `start` forever
+            parent_ch.close()
+            init_main(ctx)  # never returns
+        child_ch.close()
+        if "user" in new_ns:
+            _write_id_maps(pid, linux)
+        mgr.apply(pid)
+        hstate = hooks.hook_state(opts.cid, "creating", pid, bundle, config.get("annotations"))
+        parent_ch.send({"type": "go", "state": hstate})
+        while True:
+            msg = parent_ch.recv()
+            if msg is None:
+                raise PyruncError(_died(pid))
+            if msg["type"] == "error":
+                raise PyruncError(msg["msg"])
+            if msg["type"] == "hooks":
+                hooks.run("prestart", cfg_hooks.get("prestart", []), hstate)
+                hooks.run("createRuntime", cfg_hooks.get("createRuntime", []), hstate)
+                parent_ch.send({"type": "hooks-done"})
+            elif msg["type"] == "ready":
+                break
+        info = proc_start_time(pid)
+        if info is None:
+            raise PyruncError(_died(pid))
+        state = {
+            "id": opts.cid, "pid": pid, "init_start_time": info[0], "bundle": bundle,
+            "rootfs": rootfs, "created": now_rfc3339(), "owner": _owner(),
+            "annotations": config.get("annotations") or {}, "cgroup": mgr.to_state(),
+            "hooks": {k: v for k, v in cfg_hooks.items() if k in ("poststart", "poststop")},
+            "namespaces": sorted(new_ns | {t for t, _ in join_child}),
+        }
+        sd.save(state)
+        if opts.pid_file:
+            atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
+        return state
+    except BaseException:
+        if pid > 0:
+            _kill_and_reap(pid)
+        if mgr is not None:
+            try:
+                mgr.destroy()
+            except (OSError, PyruncError) as e:
+                warn(f"cleanup: {e}")
+        sd.remove()
+        raise
+    finally:
+        for fd in opened:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        sd.unlock()
+
+
+def _connect_console(path: str) -> int:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise PyruncError(f"--console-socket {path}: {e.strerror}") from None
+    return s.detach()
+
+
+def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    for key, fname in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                        for m in linux.get(key, []))
+        try:
+            with open(f"/proc/{pid}/{fname}", "w") as f:
+                f.write(lines)
+        except OSError as e:
+            raise PyruncError(f"linux.{key}: cannot write {fname}: {e.strerror}") from None
+
+
+def _died(pid: int) -> str:
+    try:
+        _, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        status = 0
+    return f"container init (pid {pid}) exited before it was ready (status {status})"
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _owner() -> str:
+    return "" if os.geteuid() == 0 else str(os.geteuid())

@@ -1,0 +1,189 @@
+"""The container init: runs in the freshly cloned child, inside the new namespaces, and ends
+in execve. Every failure travels back over the sync channel so `create` reports it.
+
+Order (design.md): wait for the parent's go; namespaces and hostname; rootfs mounts and
+devices; createRuntime/prestart hooks (parent) and createContainer hooks (here); pivot_root;
+sysctl; masked/readonly paths; console; cwd; rlimits; user and capabilities; report ready;
+block on exec.fifo until `start`; startContainer hooks; signals and fds; execve.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime import hooks
+from runtime.channel import Channel
+from runtime.errors import PyruncError
+from runtime.linux import process_setup as ps
+from runtime.linux import rootfs
+from runtime.linux import syscalls as sc
+
+NS_FLAGS = {"pid": sc.CLONE_NEWPID, "network": sc.CLONE_NEWNET, "mount": sc.CLONE_NEWNS,
+            "ipc": sc.CLONE_NEWIPC, "uts": sc.CLONE_NEWUTS, "user": sc.CLONE_NEWUSER,
+            "cgroup": sc.CLONE_NEWCGROUP, "time": sc.CLONE_NEWTIME}
+
+
+@dataclass
+class InitContext:
+    spec: dict[str, Any]
+    bundle: str
+    rootfs: str
+    channel: Channel
+    fifo_fd: int
+    console_fd: int | None
+    join_fds: list[tuple[str, int]] = field(default_factory=list)  # joined in the child
+    new_ns: set[str] = field(default_factory=set)
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    cgroup: dict[str, Any] = field(default_factory=dict)
+    has_runtime_hooks: bool = False
+
+
+def main(ctx: InitContext) -> None:
+    """Never returns: execve on success, os._exit(1) after reporting a failure."""
+    try:
+        _run(ctx)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+        msg = str(e) if isinstance(e, PyruncError) else f"{type(e).__name__}: {e}"
+        try:
+            ctx.channel.send({"type": "error", "msg": msg})
+        except OSError:
+            try:
+                os.write(2, f"pyrunc init: {msg}\n".encode())
+            except OSError:
+                pass
+    os._exit(1)
+
+
+def _run(ctx: InitContext) -> None:
+    spec, proc = ctx.spec, ctx.spec["process"]
+    # Non-dumpable until execve: the container can't open our /proc/<pid>/exe or memory.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    go = ctx.channel.recv()
+    if not go or go.get("type") != "go":
+        os._exit(1)  # the parent went away: nothing to report to
+    state = go["state"]
+    _preload(ctx)
+    if "user" in ctx.new_ns:
+        _become_root_in_userns()
+    for nstype, fd in ctx.join_fds:
+        try:
+            sc.setns(fd, NS_FLAGS[nstype])
+        except OSError as e:
+            raise PyruncError(f"linux.namespaces: cannot join {nstype} namespace: "
+                              f"{e.strerror}") from None
+        os.close(fd)
+    if "cgroup" in ctx.new_ns:
+        sc.unshare(sc.CLONE_NEWCGROUP)  # now that the parent put us in our cgroup
+    os.setsid()
+    if spec.get("hostname") and "uts" in ctx.new_ns | {t for t, _ in ctx.join_fds}:
+        sc.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        sc.setdomainname(spec["domainname"])
+    if "network" in ctx.new_ns:
+        _loopback_up()
+    ps.set_oom_score_adj(proc.get("oomScoreAdj"))
+    mount_ctx = {"userns": "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds),
+                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup}
+    if "mount" in ctx.new_ns:
+        rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
+    if ctx.has_runtime_hooks:
+        ctx.channel.send({"type": "hooks"})
+        reply = ctx.channel.recv()
+        if not reply or reply.get("type") != "hooks-done":
+            os._exit(1)
+    state["status"] = "created"
+    hooks.run("createContainer", spec.get("hooks", {}).get("createContainer", []), state)
+    if ctx.no_pivot:
+        rootfs.move_root(ctx.rootfs)
+    elif "mount" in ctx.new_ns:
+        rootfs.pivot(ctx.rootfs)
+    else:
+        os.chroot(ctx.rootfs)
+        os.chdir("/")
+    _sysctl(spec.get("linux", {}).get("sysctl", {}))
+    rootfs.finish(spec)
+    user = proc.get("user", {})
+    if ctx.console_fd is not None:
+        from runtime.console import setup_console
+        setup_console(ctx.console_fd, user.get("uid", 0), user.get("gid", 0))
+        os.close(ctx.console_fd)
+    _chdir(proc.get("cwd", "/"))
+    ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
+    env = ps.build_env(proc)
+    ps.set_user(proc, "process")
+    program = ps.find_program(proc["args"][0], env)
+    ctx.channel.send({"type": "ready"})
+    ctx.channel.close()
+    # Blocks until `pyrunc start` opens the other end.
+    fifo = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(ctx.fifo_fd)
+    try:
+        state["status"] = "running"
+        hooks.run("startContainer", spec.get("hooks", {}).get("startContainer", []), state)
+        ps.reset_signals()
+        ps.close_fds_from(3 + ctx.preserve_fds)
+        ps.execve(program, proc["args"], env)
+    except PyruncError as e:
+        os.write(2, f"pyrunc: {e}\n".encode())
+        os._exit(127)
+
+
+def _preload(ctx: InitContext) -> None:
+    """Import now what runs after pivot_root, when the host's stdlib is no longer visible."""
+    if ctx.console_fd is not None:
+        import runtime.console  # noqa: F401
+    if ctx.spec.get("hooks", {}).get("startContainer"):
+        import subprocess  # noqa: F401
+
+
+def _become_root_in_userns() -> None:
+    """After the parent wrote our maps, take uid/gid 0 of the new user namespace."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass  # container root is not mapped: the process user is set later anyway
+
+
+def _loopback_up() -> None:
+    """Bring `lo` up with one ioctl: no netlink socket, no pyroute2 on the hot path."""
+    import fcntl
+    import socket
+    import struct
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
+
+
+def _sysctl(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if "/" in key or ".." in key:
+            raise PyruncError(f"linux.sysctl: bad key {key!r}")
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise PyruncError(f"linux.sysctl.{key}: cannot set to {value!r}: "
+                              f"{e.strerror}") from None
+
+
+def _chdir(cwd: str) -> None:
+    """cwd is resolved after pivot_root, so it can only name a place inside the rootfs."""
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+    except OSError as e:
+        raise PyruncError(f"process.cwd: cannot chdir to {cwd}: {e.strerror}") from None

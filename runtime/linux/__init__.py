@@ -1,0 +1,1 @@
+"""Linux mechanisms used by the runtime: syscalls, namespaces, mounts, devices, credentials."""

@@ -1,0 +1,211 @@
+"""The config's mounts list: option parsing and mounting each entry inside the rootfs.
+
+Targets are resolved with pathsafe.secure_join and mounted through /proc/self/fd/N of an
+O_PATH descriptor whose real path was checked to lie under the rootfs, so a symlink swapped
+in by the image can never redirect a mount onto the host.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import PyruncError
+from runtime.linux import syscalls as sc
+from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
+
+# option -> (clear, flag): clear=True means the option removes the flag.
+_FLAGS: dict[str, tuple[bool, int]] = {
+    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
+    "nosuid": (False, sc.MS_NOSUID), "suid": (True, sc.MS_NOSUID),
+    "nodev": (False, sc.MS_NODEV), "dev": (True, sc.MS_NODEV),
+    "noexec": (False, sc.MS_NOEXEC), "exec": (True, sc.MS_NOEXEC),
+    "sync": (False, sc.MS_SYNCHRONOUS), "async": (True, sc.MS_SYNCHRONOUS),
+    "dirsync": (False, sc.MS_DIRSYNC), "remount": (False, sc.MS_REMOUNT),
+    "mand": (False, sc.MS_MANDLOCK), "nomand": (True, sc.MS_MANDLOCK),
+    "atime": (True, sc.MS_NOATIME), "noatime": (False, sc.MS_NOATIME),
+    "diratime": (True, sc.MS_NODIRATIME), "nodiratime": (False, sc.MS_NODIRATIME),
+    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
+    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
+    "lazytime": (False, sc.MS_LAZYTIME), "nolazytime": (True, sc.MS_LAZYTIME),
+    "nosymfollow": (False, sc.MS_NOSYMFOLLOW), "symfollow": (True, sc.MS_NOSYMFOLLOW),
+    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+}
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Options that only steer the runtime and must not reach the kernel as data.
+_IGNORED = {"tmpcopyup", "idmap", "ridmap", "defaults"}
+
+
+@dataclass
+class MountOptions:
+    flags: int = 0
+    propagation: list[int] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+
+
+def parse_options(options: list[str]) -> MountOptions:
+    out = MountOptions()
+    for opt in options:
+        if opt in _FLAGS:
+            clear, flag = _FLAGS[opt]
+            out.flags = out.flags & ~flag if clear else out.flags | flag
+        elif opt in PROPAGATION:
+            out.propagation.append(PROPAGATION[opt])
+        elif opt in _IGNORED:
+            continue
+        else:
+            out.data.append(opt)
+    return out
+
+
+_STATVFS_TO_MS = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
+                  (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC),
+                  (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
+                  (os.ST_RELATIME, sc.MS_RELATIME))
+
+
+def locked_flags(path: str) -> int:
+    """The flags a bind remount must keep (the kernel refuses to clear locked ones)."""
+    f = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _STATVFS_TO_MS if f & st)
+
+
+def remount_readonly(path: str, bind: bool = True) -> None:
+    flags = sc.MS_REMOUNT | sc.MS_RDONLY | (sc.MS_BIND if bind else 0) | locked_flags(path)
+    sc.mount(None, path, None, flags)
+
+
+class _Target:
+    """An O_PATH fd on a verified mount target; mount through its /proc/self/fd path."""
+
+    def __init__(self, rootfs: str, resolved: str) -> None:
+        self.fd = open_inside(rootfs, resolved)
+        self.proc = f"/proc/self/fd/{self.fd}"
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _make_target(rootfs: str, dest: str, is_file: bool) -> str:
+    resolved = secure_join(rootfs, dest)
+    if is_file:
+        mkdir_all_inside(rootfs, os.path.dirname(os.path.relpath(resolved, rootfs)) or "/")
+        if not os.path.lexists(resolved):
+            fd = os.open(resolved, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            os.close(fd)
+    else:
+        mkdir_all_inside(rootfs, os.path.relpath(resolved, rootfs))
+    return resolved
+
+
+def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]) -> None:
+    """Mount one config entry inside rootfs. `ctx` carries cgroup paths and namespaces."""
+    mtype = m.get("type", "") or ""
+    opts = parse_options(m.get("options", []))
+    source = m.get("source", "") or ""
+    is_bind = bool(opts.flags & sc.MS_BIND) or mtype == "bind"
+    if mtype == "bind":
+        opts.flags |= sc.MS_BIND
+    if is_bind:
+        if not source.startswith("/"):
+            source = os.path.join(bundle, source)
+        try:
+            src_is_file = not stat.S_ISDIR(os.stat(source).st_mode)
+        except FileNotFoundError:
+            raise PyruncError(f"mount {m['destination']}: source {source} does not exist") from None
+        resolved = _make_target(rootfs, m["destination"], src_is_file)
+        tgt = _Target(rootfs, resolved)
+        try:
+            sc.mount(source, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+            extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if extra:
+                # Reopen: the fd points under the new mount only after a fresh lookup.
+                tgt.close()
+                tgt = _Target(rootfs, resolved)
+                flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
+                sc.mount(None, tgt.proc, None, flags)
+            for p in opts.propagation:
+                sc.mount(None, tgt.proc, None, p)
+        finally:
+            tgt.close()
+        return
+    if mtype == "cgroup":
+        _mount_cgroup(m, rootfs, opts, ctx)
+        return
+    resolved = _make_target(rootfs, m["destination"], False)
+    tgt = _Target(rootfs, resolved)
+    try:
+        data = ",".join(opts.data) or None
+        try:
+            sc.mount(source or mtype, tgt.proc, mtype, opts.flags & ~sc.MS_REMOUNT, data)
+        except OSError as e:
+            if mtype == "sysfs" and e.errno == 1 and ctx.get("userns"):
+                # sysfs can't be mounted in a user ns without its own netns: bind the host's.
+                sc.mount("/sys", tgt.proc, None, sc.MS_BIND | sc.MS_REC)
+                tgt.close()
+                tgt = _Target(rootfs, resolved)
+                remount_readonly(tgt.proc) if opts.flags & sc.MS_RDONLY else None
+            else:
+                raise PyruncError(f"mount {mtype} on {m['destination']}: {e.strerror}") from None
+        for p in opts.propagation:
+            sc.mount(None, tgt.proc, None, p)
+    finally:
+        tgt.close()
+
+
+def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
+                  ctx: dict[str, Any]) -> None:
+    """cgroup mounts: cgroup2 on a unified host; on v1/hybrid a tmpfs with one mount per
+    hierarchy (fresh mounts in a cgroup namespace, binds of our cgroup dirs otherwise)."""
+    cg = ctx.get("cgroup") or {}
+    dest = m["destination"]
+    flags = opts.flags & ~sc.MS_REMOUNT
+    if cg.get("version") == 2:
+        resolved = _make_target(rootfs, dest, False)
+        tgt = _Target(rootfs, resolved)
+        try:
+            if ctx.get("cgroupns"):
+                sc.mount("cgroup", tgt.proc, "cgroup2", flags)
+            else:
+                sc.mount(cg["unified"], tgt.proc, None, sc.MS_BIND | sc.MS_REC)
+                if flags & sc.MS_RDONLY:
+                    tgt.close()
+                    tgt = _Target(rootfs, resolved)
+                    remount_readonly(tgt.proc)
+        finally:
+            tgt.close()
+        return
+    resolved = _make_target(rootfs, dest, False)
+    tgt = _Target(rootfs, resolved)
+    try:
+        sc.mount("tmpfs", tgt.proc, "tmpfs", (flags & ~sc.MS_RDONLY) | sc.MS_NOSUID | sc.MS_NODEV
+                 | sc.MS_NOEXEC, "mode=755")
+    finally:
+        tgt.close()
+    for name, info in sorted((cg.get("hierarchies") or {}).items()):
+        sub = _make_target(rootfs, os.path.join(dest, name), False)
+        t = _Target(rootfs, sub)
+        try:
+            if ctx.get("cgroupns"):
+                sc.mount("cgroup", t.proc, info["fstype"], flags, info["options"])
+            else:
+                sc.mount(info["path"], t.proc, None, sc.MS_BIND | sc.MS_REC)
+                if flags & sc.MS_RDONLY:
+                    t.close()
+                    t = _Target(rootfs, sub)
+                    remount_readonly(t.proc)
+        finally:
+            t.close()
+        for alias in info.get("aliases", []):
+            link = secure_join(rootfs, os.path.join(dest, alias))
+            if not os.path.lexists(link):
+                os.symlink(name, link)
+    if flags & sc.MS_RDONLY:
+        remount_readonly(secure_join(rootfs, dest), bind=False)

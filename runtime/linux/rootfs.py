@@ -1,0 +1,148 @@
+"""Building the container's root: propagation, the mounts list, /dev, pivot_root, then the
+masked and read-only paths. Runs in the init, inside the new mount namespace."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from runtime.errors import PyruncError
+from runtime.linux import syscalls as sc
+from runtime.linux.mounts import PROPAGATION, mount_entry, remount_readonly
+from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
+
+# (path, type, major, minor) that every container gets, as the spec's runtime-linux.md lists.
+DEFAULT_DEVICES = [
+    ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7),
+    ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9), ("/dev/tty", "c", 5, 0),
+]
+DEV_SYMLINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+
+
+def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]) -> None:
+    """Everything before pivot_root: propagation, bind of the rootfs, mounts, devices."""
+    linux = spec.get("linux", {})
+    prop = linux.get("rootfsPropagation") or ""
+    # Stop our mounts from reaching the host: rslave unless the config says otherwise.
+    sc.mount(None, "/", None, PROPAGATION.get(prop, sc.MS_SLAVE | sc.MS_REC))
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    dev_is_mounted = False
+    for m in spec.get("mounts", []):
+        mount_entry(m, rootfs, bundle, ctx)
+        if os.path.normpath(m["destination"]) == "/dev":
+            dev_is_mounted = True
+    if dev_is_mounted:
+        make_devices(rootfs, linux.get("devices", []), ctx.get("userns", False))
+        make_dev_symlinks(rootfs)
+    elif linux.get("devices"):
+        make_devices(rootfs, linux["devices"], ctx.get("userns", False), defaults=False)
+
+
+def make_devices(rootfs: str, devices: list[dict[str, Any]], userns: bool,
+                 defaults: bool = True) -> None:
+    """Default devices plus linux.devices: mknod as root, bind from the host in a user ns."""
+    old = os.umask(0)
+    try:
+        wanted: dict[str, dict[str, Any]] = {}
+        if defaults:
+            for path, t, major, minor in DEFAULT_DEVICES:
+                wanted[path] = {"path": path, "type": t, "major": major, "minor": minor,
+                                "fileMode": 0o666, "uid": 0, "gid": 0}
+        for d in devices:
+            wanted[os.path.normpath(d["path"])] = d
+        for d in wanted.values():
+            _make_device(rootfs, d, userns)
+    finally:
+        os.umask(old)
+
+
+def _make_device(rootfs: str, d: dict[str, Any], userns: bool) -> None:
+    target = secure_join(rootfs, d["path"])
+    mkdir_all_inside(rootfs, os.path.dirname(os.path.relpath(target, rootfs)) or "/")
+    if os.path.lexists(target):
+        if os.path.isdir(target) or os.path.islink(target):
+            raise PyruncError(f"linux.devices: {d['path']} exists and is not a device file")
+        os.unlink(target)
+    t = d["type"]
+    mode = d.get("fileMode", 0o666) & 0o7777
+    if userns:
+        fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        os.close(fd)
+        tfd = open_inside(rootfs, target)
+        try:
+            sc.mount(d["path"], f"/proc/self/fd/{tfd}", None, sc.MS_BIND)
+        finally:
+            os.close(tfd)
+        return
+    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[t]
+    dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if t != "p" else 0
+    os.mknod(target, kind | mode, dev)
+    os.chown(target, d.get("uid", 0), d.get("gid", 0), follow_symlinks=False)
+
+
+def make_dev_symlinks(rootfs: str) -> None:
+    for src, link in DEV_SYMLINKS + [("pts/ptmx", "/dev/ptmx")]:
+        path = secure_join(rootfs, link)
+        if not os.path.lexists(path):
+            os.symlink(src, path)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", ".") then detach the old root: no temporary directory is needed."""
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        sc.pivot_root(".", ".")
+        os.fchdir(old)
+        # The old root must not propagate its unmount to the host.
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old)
+        os.close(new)
+
+
+def move_root(rootfs: str) -> None:
+    """--no-pivot: move the rootfs onto / and chroot (for ramdisk roots pivot_root refuses)."""
+    os.chdir(rootfs)
+    sc.mount(rootfs, "/", None, sc.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def finish(spec: dict[str, Any]) -> None:
+    """After pivot: masked paths, read-only paths, a read-only root."""
+    linux = spec.get("linux", {})
+    for path in linux.get("maskedPaths", []):
+        mask_path(path)
+    for path in linux.get("readonlyPaths", []):
+        readonly_path(path)
+    if spec.get("root", {}).get("readonly"):
+        remount_readonly("/")
+
+
+def mask_path(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND)
+
+
+def readonly_path(path: str) -> None:
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno == 2:
+            return
+        raise
+    remount_readonly(path)

@@ -1,0 +1,124 @@
+"""`run`: create + start + wait + delete in one process, like `runc run`.
+
+The init is our own child here, so we reap it ourselves and forward the signals we get.
+With process.terminal and no --console-socket we receive the pty master on a private socket
+and copy between it and our stdio.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+
+from runtime.container import Container
+from runtime.create import CreateOptions, create
+from runtime.errors import PyruncError
+from runtime.log import Logger
+
+_FORWARD = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP,
+                                                   signal.SIGCHLD, signal.SIGWINCH)]
+
+
+def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
+    from runtime import spec as specmod
+    terminal = bool(specmod.load(os.path.abspath(opts.bundle))["process"].get("terminal"))
+    listener = tmpdir = None
+    if terminal and not opts.console_socket:
+        if detach:
+            raise PyruncError("process.terminal with --detach needs --console-socket")
+        import socket
+        tmpdir = tempfile.mkdtemp(prefix="pyrunc-console-")
+        opts.console_socket = os.path.join(tmpdir, "console.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(opts.console_socket)
+        listener.listen(1)
+    try:
+        state = create(opts, warn=log.warn)
+        c = Container(opts.root, opts.cid)
+        master = None
+        if listener is not None:
+            from runtime.console import recv_fd
+            conn, _ = listener.accept()
+            _name, master = recv_fd(conn)
+            conn.close()
+        try:
+            c.start(log.warn)
+        except PyruncError:
+            c.delete(True, log.warn)
+            raise
+        if detach:
+            return 0
+        pid = state["pid"]
+        for s in _FORWARD:
+            try:
+                signal.signal(s, lambda num, _f: _forward(pid, num))
+            except (OSError, ValueError):
+                pass
+        status = _proxy_and_wait(pid, master) if master is not None else _wait(pid)
+        if not keep:
+            Container(opts.root, opts.cid).delete(True, log.warn)
+        return status
+    finally:
+        if listener is not None:
+            listener.close()
+        if tmpdir:
+            for name in os.listdir(tmpdir):
+                os.unlink(os.path.join(tmpdir, name))
+            os.rmdir(tmpdir)
+
+
+def _forward(pid: int, num: int) -> None:
+    try:
+        os.kill(pid, num)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+            128 + os.WTERMSIG(status)
+
+
+def _proxy_and_wait(pid: int, master: int) -> int:
+    """Copy stdin -> pty and pty -> stdout until the pty closes, then reap."""
+    import select
+    import termios
+    import tty
+    saved = None
+    if os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+    try:
+        fds = [master, 0]
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    fds.remove(0)
+                else:
+                    os.write(master, data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        os.close(master)
+    return _wait(pid)
