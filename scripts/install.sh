@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# System packages, the virtualenv at .venv, the package with its test extras, and bytecode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc crun
+      iproute2 hyperfine golang-github-opencontainers-specs-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== virtualenv .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import runtime, pytest, jsonschema" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "== pip install -e .[test]"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch .venv/.installed
+fi
+# Every pyrunc call is a fresh interpreter and PYTHONDONTWRITEBYTECODE may be set: ship .pyc.
+.venv/bin/python -m compileall -q -j 0 runtime imagetool >/dev/null

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Command 2 of the README (and what .ci/run calls): make sure everything is installed, lint,
+# then run every test (unit, integration with real containers, conformance against runc).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install.sh || exit 1
+.venv/bin/ruff check runtime imagetool tests conformance bench scripts || exit 1
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests: that is a broken suite, not a pass" >&2
+  exit 1
+fi
+exit "$rc"
