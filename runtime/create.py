@@ -72,7 +72,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         for nstype, path in nss.items():
             if not path:
                 new_ns.add(nstype)
-                if nstype != "cgroup":  # unshared by the init once it is in its cgroup
+                # cgroup: unshared by the init once it is in its cgroup. time: its flag
+                # overlaps clone(2)'s exit-signal byte, and unshare() only moves children.
+                if nstype not in ("cgroup", "time"):
                     flags |= NS_FLAGS[nstype]
                 continue
             try:
@@ -84,8 +86,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                 sc.setns(fd, NS_FLAGS[nstype])
             else:
                 join_child.append((nstype, fd))
-        if "time" in new_ns and not os.path.exists("/proc/self/ns/time"):
-            raise PyruncError("linux.namespaces: this kernel has no time namespace")
+        if "time" in new_ns:
+            _new_time_namespace(linux.get("timeOffsets") or {})
         console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
         if console_fd is not None:
             opened.append(console_fd)
@@ -152,6 +154,25 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             except OSError:
                 pass
         sd.unlock()
+
+
+def _new_time_namespace(offsets: dict[str, Any]) -> None:
+    """unshare(CLONE_NEWTIME) here: our children (the init) start in it, with the offsets
+    written before any process lives there, as the kernel requires."""
+    if not os.path.exists("/proc/self/ns/time"):
+        raise PyruncError("linux.namespaces: this kernel has no time namespace")
+    sc.unshare(sc.CLONE_NEWTIME)
+    lines = []
+    for clock, off in offsets.items():
+        if clock not in ("monotonic", "boottime"):
+            raise PyruncError(f"linux.timeOffsets.{clock}: only monotonic and boottime exist")
+        lines.append(f"{clock} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}\n")
+    if lines:
+        try:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write("".join(lines))
+        except OSError as e:
+            raise PyruncError(f"linux.timeOffsets: {e.strerror}") from None
 
 
 def _connect_console(path: str) -> int:

@@ -9,7 +9,9 @@ block on exec.fifo until `start`; startContainer hooks; signals and fds; execve.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,11 +63,11 @@ def _run(ctx: InitContext) -> None:
     spec, proc = ctx.spec, ctx.spec["process"]
     # Non-dumpable until execve: the container can't open our /proc/<pid>/exe or memory.
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    _preload(ctx)
     go = ctx.channel.recv()
     if not go or go.get("type") != "go":
         os._exit(1)  # the parent went away: nothing to report to
     state = go["state"]
-    _preload(ctx)
     if "user" in ctx.new_ns:
         _become_root_in_userns()
     for nstype, fd in ctx.join_fds:
@@ -134,10 +136,12 @@ def _run(ctx: InitContext) -> None:
 
 
 def _preload(ctx: InitContext) -> None:
-    """Import now what runs after pivot_root, when the host's stdlib is no longer visible."""
+    """Import now whatever the init needs later: after the switch to a mapped uid the venv
+    may be unreadable, and after pivot_root the host's stdlib is out of reach."""
     if ctx.console_fd is not None:
         import runtime.console  # noqa: F401
-    if ctx.spec.get("hooks", {}).get("startContainer"):
+    hooks_cfg = ctx.spec.get("hooks") or {}
+    if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
 
 
@@ -151,18 +155,15 @@ def _become_root_in_userns() -> None:
 
 
 def _loopback_up() -> None:
-    """Bring `lo` up with one ioctl: no netlink socket, no pyroute2 on the hot path."""
-    import fcntl
-    import socket
-    import struct
-    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    """Bring `lo` up with one ioctl on a libc socket: no netlink, and no `socket` import."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    fd = sc.socket(2, 2)  # AF_INET, SOCK_DGRAM
     try:
         req = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+        flags = struct.unpack("16sh", fcntl.ioctl(fd, siocgifflags, req))[1]
+        fcntl.ioctl(fd, siocsifflags, struct.pack("16sh", b"lo", flags | iff_up))
     finally:
-        s.close()
+        os.close(fd)
 
 
 def _sysctl(values: dict[str, str]) -> None:

@@ -180,5 +180,10 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.syscall(SYS["capset"], ctypes.byref(hdr), data), "capset")
 
 
+def socket(family: int, kind: int) -> int:
+    """socket(2) as a bare fd, for one ioctl, without importing the socket module."""
+    return _check(_libc.socket(family, kind | os.O_CLOEXEC, 0), "socket")
+
+
 def pidfd_open(pid: int) -> int:
     return _check(_libc.syscall(SYS["pidfd_open"], pid, 0), "pidfd_open")
