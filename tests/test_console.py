@@ -1,0 +1,73 @@
+"""Terminals: the pty master handed over --console-socket, and `run` with a terminal."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+
+from runtime.console import recv_fd
+
+
+def _read_until_eof(fd: int, timeout: float = 10.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the slave side closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_console_socket_receives_pty_master(pyrunc, bundle, tmp_path):
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "tty; readlink /proc/self/fd/0; "
+                                        "ls -l /dev/console | cut -c1; echo done"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    try:
+        pyrunc("create", "--bundle", bundle.path, "--console-socket", path, cid, check=True)
+        conn, _ = listener.accept()
+        name, master = recv_fd(conn)
+        conn.close()
+    finally:
+        listener.close()
+    try:
+        assert name.startswith("/dev/pts/")
+        assert os.readlink(f"/proc/self/fd/{master}").endswith("ptmx")
+        pyrunc("start", cid, check=True)
+        out = _read_until_eof(master).decode().replace("\r", "").split()
+    finally:
+        os.close(master)
+    assert out[0] == name and out[1] == name  # the pty is the process's stdio
+    assert out[2] == "c" and out[3] == "done"
+
+
+def test_terminal_without_console_socket_is_refused_by_create(pyrunc, bundle):
+    bundle.config["process"]["terminal"] = True
+    bundle.write()
+    cid = pyrunc.new_id()
+    p = pyrunc("create", "--bundle", bundle.path, cid)
+    assert p.returncode != 0 and b"console-socket" in p.stderr
+    assert not os.path.exists(os.path.join(pyrunc.root, cid))
+
+
+def test_run_with_terminal_proxies_output(pyrunc, bundle):
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "echo on-a-tty $(tty)"]
+    bundle.write()
+    p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id(), stdin=open(os.devnull))
+    assert p.returncode == 0, p.stderr
+    assert b"on-a-tty /dev/pts/" in p.stdout
