@@ -57,17 +57,32 @@ class Container:
             except FileNotFoundError:
                 raise PyruncError(f"container {self.id} was already started") from None
             try:
-                os.set_blocking(fd, True)
-                data = os.read(fd, 1)
+                self._read_fifo(fd)
             finally:
                 os.close(fd)
-            if not data:
-                raise PyruncError(f"container {self.id}: init exited before start")
             os.unlink(self.dir.fifo)
             hooks.run_warn("poststart", self.state.get("hooks", {}).get("poststart", []),
                            self._hook_state("running"), warn)
         finally:
             self.dir.unlock()
+
+    def _read_fifo(self, fd: int) -> bytes:
+        """Read the init's byte. Until the init opens its end a non-blocking read sees EOF,
+        so wait (checking that the init is alive) rather than block forever like a bare open."""
+        import select
+        delay = 0.0002
+        while True:
+            select.select([fd], [], [], 1.0)
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                continue  # the writer is there but has not written yet
+            if data:
+                return data
+            if self.status() == "stopped":
+                raise PyruncError(f"container {self.id}: init exited before start")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
     def kill(self, sig: int, all_procs: bool = False) -> None:
         st = self.status()

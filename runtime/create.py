@@ -99,7 +99,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                           new_ns=new_ns, no_pivot=opts.no_pivot,
                           preserve_fds=opts.preserve_fds, cgroup=mgr.to_state(),
                           has_runtime_hooks=bool(cfg_hooks.get("prestart")
-                                                 or cfg_hooks.get("createRuntime")))
+                                                 or cfg_hooks.get("createRuntime")),
+                          new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
         pid = sc.clone(flags)
         if pid == 0:
             sd.unlock()  # flock is per open file: our copy would block `start` forever

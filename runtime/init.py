@@ -9,6 +9,7 @@ block on exec.fifo until `start`; startContainer hooks; signals and fds; execve.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -41,6 +42,7 @@ class InitContext:
     preserve_fds: int = 0
     cgroup: dict[str, Any] = field(default_factory=dict)
     has_runtime_hooks: bool = False
+    new_keyring: str | None = None  # session keyring name, None for --no-new-keyring
 
 
 def main(ctx: InitContext) -> None:
@@ -77,6 +79,8 @@ def _run(ctx: InitContext) -> None:
             raise PyruncError(f"linux.namespaces: cannot join {nstype} namespace: "
                               f"{e.strerror}") from None
         os.close(fd)
+    if ctx.new_keyring:
+        _join_keyring(ctx.new_keyring)
     if "cgroup" in ctx.new_ns:
         sc.unshare(sc.CLONE_NEWCGROUP)  # now that the parent put us in our cgroup
     os.setsid()
@@ -129,6 +133,8 @@ def _run(ctx: InitContext) -> None:
         hooks.run("startContainer", spec.get("hooks", {}).get("startContainer", []), state)
         ps.reset_signals()
         ps.close_fds_from(3 + ctx.preserve_fds)
+        for fd in range(3, 3 + ctx.preserve_fds):
+            os.set_inheritable(fd, True)
         ps.execve(program, proc["args"], env)
     except PyruncError as e:
         os.write(2, f"pyrunc: {e}\n".encode())
@@ -143,6 +149,16 @@ def _preload(ctx: InitContext) -> None:
     hooks_cfg = ctx.spec.get("hooks") or {}
     if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
+
+
+def _join_keyring(name: str) -> None:
+    """Like runc: a session keyring of our own so keys never leak between containers. Kernels
+    or seccomp profiles without keyctl are tolerated, as runc does."""
+    try:
+        sc.join_session_keyring(name)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EDQUOT):
+            raise PyruncError(f"cannot join a new session keyring: {e.strerror}") from None
 
 
 def _become_root_in_userns() -> None:
@@ -182,9 +198,6 @@ def _sysctl(values: dict[str, str]) -> None:
 def _chdir(cwd: str) -> None:
     """cwd is resolved after pivot_root, so it can only name a place inside the rootfs."""
     try:
-        os.chdir(cwd)
-    except FileNotFoundError:
-        os.makedirs(cwd, 0o755, exist_ok=True)
         os.chdir(cwd)
     except OSError as e:
         raise PyruncError(f"process.cwd: cannot chdir to {cwd}: {e.strerror}") from None

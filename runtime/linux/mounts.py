@@ -82,6 +82,12 @@ def remount_readonly(path: str, bind: bool = True) -> None:
     sc.mount(None, path, None, flags)
 
 
+def _bind_remount(path: str, flags: int) -> None:
+    """A bind mount ignores ro/nosuid/...: a remount gives it the config's flags."""
+    flags &= ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | flags | locked_flags(path))
+
+
 class _Target:
     """An O_PATH fd on a verified mount target; mount through its /proc/self/fd path."""
 
@@ -175,10 +181,10 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
                 sc.mount("cgroup", tgt.proc, "cgroup2", flags)
             else:
                 sc.mount(cg["unified"], tgt.proc, None, sc.MS_BIND | sc.MS_REC)
-                if flags & sc.MS_RDONLY:
+                if flags & ~(sc.MS_BIND | sc.MS_REC):
                     tgt.close()
                     tgt = _Target(rootfs, resolved)
-                    remount_readonly(tgt.proc)
+                    _bind_remount(tgt.proc, flags)
         finally:
             tgt.close()
         return
@@ -190,6 +196,8 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
     finally:
         tgt.close()
     for name, info in sorted((cg.get("hierarchies") or {}).items()):
+        if info["fstype"] != "cgroup":
+            continue  # a hybrid host's cgroup2 stays out, as with runc: type cgroup is v1 here
         sub = _make_target(rootfs, os.path.join(dest, name), False)
         t = _Target(rootfs, sub)
         try:
@@ -197,10 +205,10 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
                 sc.mount("cgroup", t.proc, info["fstype"], flags, info["options"])
             else:
                 sc.mount(info["path"], t.proc, None, sc.MS_BIND | sc.MS_REC)
-                if flags & sc.MS_RDONLY:
+                if flags & ~(sc.MS_BIND | sc.MS_REC):
                     t.close()
                     t = _Target(rootfs, sub)
-                    remount_readonly(t.proc)
+                    _bind_remount(t.proc, flags)
         finally:
             t.close()
         for alias in info.get("aliases", []):

@@ -33,6 +33,9 @@ def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any])
         mount_entry(m, rootfs, bundle, ctx)
         if os.path.normpath(m["destination"]) == "/dev":
             dev_is_mounted = True
+    cwd = spec.get("process", {}).get("cwd") or "/"
+    if cwd != "/":
+        mkdir_all_inside(rootfs, cwd)  # runc creates a missing cwd before root goes read-only
     if dev_is_mounted:
         make_devices(rootfs, linux.get("devices", []), ctx.get("userns", False))
         make_dev_symlinks(rootfs)
@@ -115,7 +118,8 @@ def move_root(rootfs: str) -> None:
 
 
 def finish(spec: dict[str, Any]) -> None:
-    """After pivot: masked paths, read-only paths, a read-only root."""
+    """After pivot: the cwd, masked paths, read-only paths, a read-only root."""
+    make_cwd(spec.get("process", {}).get("cwd", "/"))
     linux = spec.get("linux", {})
     for path in linux.get("maskedPaths", []):
         mask_path(path)
@@ -123,6 +127,15 @@ def finish(spec: dict[str, Any]) -> None:
         readonly_path(path)
     if spec.get("root", {}).get("readonly"):
         remount_readonly("/")
+
+
+def make_cwd(cwd: str) -> None:
+    """A missing cwd is created (as runc does) while the root is still writable."""
+    if not os.path.isdir(cwd):
+        try:
+            os.makedirs(cwd, 0o755, exist_ok=True)
+        except OSError as e:
+            raise PyruncError(f"process.cwd: cannot create {cwd}: {e.strerror}") from None
 
 
 def mask_path(path: str) -> None:

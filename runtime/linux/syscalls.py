@@ -16,10 +16,10 @@ _pylibc = ctypes.PyDLL(None, use_errno=True)
 _MACHINE = platform.machine()
 if _MACHINE in ("x86_64", "amd64"):
     SYS = {"clone": 56, "pivot_root": 155, "setns": 308, "unshare": 272,
-           "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434}
+           "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250}
 elif _MACHINE in ("aarch64", "arm64"):
     SYS = {"clone": 220, "pivot_root": 41, "setns": 268, "unshare": 97,
-           "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434}
+           "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
 
@@ -178,6 +178,11 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(SYS["capset"], ctypes.byref(hdr), data), "capset")
+
+
+def join_session_keyring(name: str) -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh keyring, not the host's."""
+    return _check(_libc.syscall(SYS["keyctl"], 1, name.encode()), "keyctl")
 
 
 def socket(family: int, kind: int) -> int:
