@@ -12,10 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import PyruncError
+
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
                int: "an integer", float: "a number", type(None): "null"}
+_PY = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int,
+       "number": float, "null": type(None)}
 
 
 def validate_bundle(bundle: str) -> list[str]:
@@ -60,7 +64,7 @@ def _validator(schema_name: str):
         try:
             contents = json.loads(f.read_text())
         except (OSError, ValueError) as e:
-            raise RuntimeError(f"{f}: cannot load schema: {e}") from None
+            raise PyruncError(f"{f}: cannot load schema: {e}") from None
         resources.append((f.name, Resource.from_contents(contents)))
     registry = Registry().with_resources(resources)
     return Draft202012Validator(registry.contents(schema_name), registry=registry)
@@ -107,6 +111,3 @@ def _describe(err) -> str:
         msg = err.message if len(err.message) <= 200 else err.message[:197] + "..."
     return f"{json_path(parts) or '(top level)'}: {msg}"
 
-
-_PY = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int,
-       "number": float, "null": type(None)}
