@@ -90,7 +90,7 @@ def check_process(proc: dict[str, Any], p: str) -> None:
     _want(_str_list(args) and len(args) > 0, f"{p}.args", "must be a non-empty array of strings")
     _want(_str_list(proc.get("env", [])), f"{p}.env", "must be an array of strings")
     for i, e in enumerate(proc.get("env", [])):
-        _want("=" in e, f"{p}.env[{i}]", f"{e!r} is not KEY=VALUE")
+        _want("=" in e and not e.startswith("="), f"{p}.env[{i}]", f"{e!r} is not KEY=VALUE")
     cwd = proc.get("cwd", "/")
     _want(isinstance(cwd, str) and cwd.startswith("/"), f"{p}.cwd", "must be an absolute path")
     _want(isinstance(proc.get("terminal", False), bool), f"{p}.terminal", "must be a boolean")
@@ -108,9 +108,9 @@ def check_process(proc: dict[str, Any], p: str) -> None:
     caps = proc.get("capabilities", {})
     _want(isinstance(caps, dict), f"{p}.capabilities", "must be an object")
     for k, v in caps.items():
-        _want(k in ("bounding", "effective", "inheritable", "permitted", "ambient"),
-              f"{p}.capabilities.{k}", "unknown capability set")
-        _want(_str_list(v), f"{p}.capabilities.{k}", "must be an array of strings")
+        # Unknown sets are ignored: the spec says runtimes must not fail on unknown properties.
+        if k in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+            _want(_str_list(v), f"{p}.capabilities.{k}", "must be an array of strings")
     rl = proc.get("rlimits", [])
     _want(isinstance(rl, list), f"{p}.rlimits", "must be an array")
     seen: set[str] = set()
@@ -136,8 +136,9 @@ def _check_hooks(hooks: Any) -> None:
         return
     _want(isinstance(hooks, dict), "hooks", "must be an object")
     for kind, lst in hooks.items():
-        _want(kind in ("prestart", "createRuntime", "createContainer", "startContainer",
-                       "poststart", "poststop"), f"hooks.{kind}", "unknown hook kind")
+        if kind not in ("prestart", "createRuntime", "createContainer", "startContainer",
+                        "poststart", "poststop"):
+            continue  # unknown properties must not fail (runtime-spec config.md)
         _want(isinstance(lst, list), f"hooks.{kind}", "must be an array")
         for i, h in enumerate(lst):
             hp = f"hooks.{kind}[{i}]"
@@ -174,6 +175,7 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
             for k in ("containerID", "hostID", "size"):
                 _want(_is_int(m.get(k)) and m[k] >= 0, f"{p}.{k}",
                       "must be a non-negative integer")
+            _want(m["size"] > 0, f"{p}.size", "must be at least 1")
         if maps:
             _want("user" in seen, f"linux.{key}", "mappings need a user namespace")
     if "user" in seen and not any(n.get("path") for n in nss if n.get("type") == "user"):
@@ -196,7 +198,10 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
             for k in ("major", "minor"):
                 _want(_is_int(d.get(k)), f"{p}.{k}", "must be an integer")
     for key in ("maskedPaths", "readonlyPaths"):
-        _want(_str_list(linux.get(key, [])), f"linux.{key}", "must be an array of strings")
+        paths = linux.get(key, [])
+        _want(_str_list(paths), f"linux.{key}", "must be an array of strings")
+        for i, path in enumerate(paths):
+            _want(path.startswith("/"), f"linux.{key}[{i}]", "must be an absolute path")
     prop = linux.get("rootfsPropagation", "")
     _want(prop in ("", "shared", "slave", "private", "rshared", "rslave", "rprivate",
                    "unbindable", "runbindable"), "linux.rootfsPropagation",
