@@ -11,12 +11,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from runtime import hooks
 from runtime.cgroups import load_manager
 from runtime.errors import NotExistError, NotRunningError, PyruncError
 from runtime.state import StateDir, public_state, status_of
+
+TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Container:

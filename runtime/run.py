@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 
 from runtime.container import Container
 from runtime.create import CreateOptions, create
@@ -28,6 +27,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
         if detach:
             raise PyruncError("process.terminal with --detach needs --console-socket")
         import socket
+        import tempfile
         tmpdir = tempfile.mkdtemp(prefix="pyrunc-console-")
         opts.console_socket = os.path.join(tmpdir, "console.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.errors import PyruncError
 from runtime.linux import syscalls as sc
 from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
+
+TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> (clear, flag): clear=True means the option removes the flag.
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -43,11 +45,13 @@ PROPAGATION = {
 _IGNORED = {"tmpcopyup", "idmap", "ridmap", "defaults"}
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
+    """A mount's options split into flags, propagation changes, and filesystem data."""
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation: list[int] = []
+        self.data: list[str] = []
 
 
 def parse_options(options: list[str]) -> MountOptions:
@@ -145,12 +149,25 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
     if mtype == "cgroup":
         _mount_cgroup(m, rootfs, opts, ctx)
         return
+    keep_mode = _dir_mode(rootfs, m["destination"]) if mtype == "tmpfs" else None
     resolved = _make_target(rootfs, m["destination"], False)
     tgt = _Target(rootfs, resolved)
     try:
         data = ",".join(opts.data) or None
+        flags = opts.flags & ~sc.MS_REMOUNT
+        # tmpfs as runc does it: mounted writable, given the mode of the directory it
+        # covers, then made read-only per mount (the superblock stays rw).
+        ro_later = mtype == "tmpfs" and bool(flags & sc.MS_RDONLY)
         try:
-            sc.mount(source or mtype, tgt.proc, mtype, opts.flags & ~sc.MS_REMOUNT, data)
+            sc.mount(source or mtype, tgt.proc, mtype, flags & ~sc.MS_RDONLY if ro_later
+                     else flags, data)
+            if keep_mode is not None or ro_later:
+                tgt.close()
+                tgt = _Target(rootfs, resolved)
+                if keep_mode is not None:
+                    os.chmod(tgt.proc, keep_mode)
+                if ro_later:
+                    _bind_remount(tgt.proc, flags)
         except OSError as e:
             if mtype == "sysfs" and e.errno == 1 and ctx.get("userns"):
                 # sysfs can't be mounted in a user ns without its own netns: bind the host's.
@@ -164,6 +181,15 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
             sc.mount(None, tgt.proc, None, p)
     finally:
         tgt.close()
+
+
+def _dir_mode(rootfs: str, dest: str) -> int | None:
+    """The permission bits of an existing directory at dest, else None."""
+    try:
+        st = os.stat(secure_join(rootfs, dest))
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
