@@ -6,11 +6,11 @@ with its start time from /proc/<pid>/stat, so a recycled pid is never mistaken f
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import json
 import os
 import re
+import time
 
 from runtime import OCI_VERSION
 from runtime.errors import NotExistError, PyruncError
@@ -33,9 +33,10 @@ def validate_id(cid: str) -> str:
 
 
 def now_rfc3339() -> str:
-    """RFC 3339 with nanoseconds and 'Z', the shape runc prints in `state`."""
-    ns = datetime.datetime.now(datetime.UTC)
-    return ns.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    """RFC 3339 with nanoseconds and 'Z', the shape runc prints in `state` (no datetime
+    import: it costs a millisecond on every call)."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
