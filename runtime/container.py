@@ -69,19 +69,25 @@ class Container:
         finally:
             self.dir.unlock()
 
-    def _read_fifo(self, fd: int) -> bytes:
-        """Read the init's byte. Until the init opens its end a non-blocking read sees EOF,
-        so wait (checking that the init is alive) rather than block forever like a bare open."""
+    def _read_fifo(self, fd: int) -> None:
+        """Read the init's byte, then wait for EOF: the init's end closes at execve.
+
+        Until the init opens its end, a non-blocking read also sees EOF, so wait (checking
+        that the init is alive) rather than block forever as a bare blocking open would."""
         import select
         delay = 0.0002
+        got = False
         while True:
             select.select([fd], [], [], 1.0)
             try:
                 data = os.read(fd, 1)
             except BlockingIOError:
-                continue  # the writer is there but has not written yet
+                continue  # the writer is there but has not written (or exec'd) yet
             if data:
-                return data
+                got = True
+                continue
+            if got:
+                return  # EOF after the byte: the user's program runs (or the init died)
             if self.status() == "stopped":
                 raise PyruncError(f"container {self.id}: init exited before start")
             time.sleep(delay)

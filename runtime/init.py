@@ -135,13 +135,14 @@ def _run(ctx: InitContext) -> None:
     # Blocks until `pyrunc start` opens the other end.
     fifo = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fifo, b"0")
-    os.close(fifo)
     os.close(ctx.fifo_fd)
+    # `fifo` stays open until execve closes it (O_CLOEXEC): `start` waits for that EOF, so
+    # its poststart hooks run after the user's program was executed, as the spec orders.
     try:
         state["status"] = "running"
         hooks.run("startContainer", spec.get("hooks", {}).get("startContainer", []), state)
         ps.reset_signals()
-        ps.close_fds_from(3 + ctx.preserve_fds)
+        ps.close_fds_from(3 + ctx.preserve_fds, keep=(fifo,))
         for fd in range(3, 3 + ctx.preserve_fds):
             os.set_inheritable(fd, True)
         ps.execve(program, proc["args"], env)

@@ -189,6 +189,8 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
     sysctl = linux.get("sysctl", {})
     _want(isinstance(sysctl, dict) and all(isinstance(v, str) for v in sysctl.values()),
           "linux.sysctl", "must be an object of strings")
+    for key in sysctl:
+        _check_sysctl(key, {n.get("type"): n.get("path", "") for n in nss})
     devs = linux.get("devices", [])
     _want(isinstance(devs, list), "linux.devices", "must be an array")
     for i, d in enumerate(devs):
@@ -212,6 +214,35 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
     _want(isinstance(linux.get("cgroupsPath", ""), str), "linux.cgroupsPath", "must be a string")
     if linux.get("resources") is not None:
         _want(isinstance(linux["resources"], dict), "linux.resources", "must be an object")
+
+
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _check_sysctl(key: str, nss: dict[Any, str]) -> None:
+    """runc's rule: a sysctl must belong to a namespace the container has of its own, or
+    writing it would change the host (the init writes it before /proc/sys goes read-only)."""
+    p, k = f"linux.sysctl.{key}", key.replace("/", ".")
+    if k in _IPC_SYSCTLS or k.startswith("fs.mqueue."):
+        _want("ipc" in nss, p, "not allowed in the host's ipc namespace")
+    elif k.startswith("net."):
+        _want("network" in nss and not _is_host_netns(nss["network"]), p,
+              "not allowed in the host's network namespace")
+    elif k == "kernel.hostname" and "uts" in nss:
+        raise ConfigError(p, "conflicts with the hostname field; set that instead")
+    elif not (k == "kernel.domainname" and "uts" in nss):
+        raise ConfigError(p, "is not in a separate kernel namespace")
+
+
+def _is_host_netns(path: str) -> bool:
+    if not path:
+        return False
+    try:
+        a, b = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False  # create reports a bad path with its reason
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def namespaces(spec: Spec) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import resource  # imported here: after pivot_root the stdlib is out of reach
 import signal
+import stat
 
 from runtime.errors import ConfigError, PyruncError
 from runtime.linux import capabilities
@@ -92,8 +93,13 @@ def build_env(proc: dict[str, Any]) -> dict[str, str]:
 def find_program(arg0: str, env: dict[str, str]) -> str:
     """The path execve will run: arg0 itself when it has a '/', else a search of $PATH."""
     if "/" in arg0:
-        if not os.path.exists(arg0):
-            raise PyruncError(f'exec: "{arg0}": stat {arg0}: no such file or directory')
+        try:
+            st = os.stat(arg0)
+        except OSError:
+            raise PyruncError(f'exec: "{arg0}": stat {arg0}: no such file or directory') from None
+        # As runc: a directory or a file without an x bit fails `create`, not `start`.
+        if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+            raise PyruncError(f'exec: "{arg0}": permission denied')
         return arg0
     for d in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
                      ).split(":"):

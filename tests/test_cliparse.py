@@ -1,0 +1,64 @@
+"""The hand-written parser accepts what engines pass and refuses what runc refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.cli import COMMANDS, GLOBAL, parse_signal
+from runtime.cliparse import UsageError, help_text, parse
+from runtime.errors import PyruncError
+
+
+def p(*argv: str):
+    return parse(list(argv), GLOBAL, COMMANDS)
+
+
+def test_shim_argv_shapes():
+    a = p("--root", "/r", "--log", "/b/log.json", "--log-format", "json", "create", "--bundle",
+          "/b", "--pid-file", "/b/pid", "--console-socket", "/s.sock", "--no-pivot", "cid")
+    assert (a.root, a.log, a.log_format, a.command, a.bundle, a.pid_file, a.console_socket,
+            a.no_pivot, a.id) == ("/r", "/b/log.json", "json", "create", "/b", "/b/pid",
+                                  "/s.sock", True, "cid")
+    a = p("kill", "--all", "cid", "9")
+    assert (a.all, a.id, a.signal) == (True, "cid", "9")
+    assert p("kill", "cid").signal == "SIGTERM"
+    a = p("delete", "--force", "cid")
+    assert a.force and a.id == "cid"
+    a = p("run", "-d", "--preserve-fds=2", "-b", "/b", "x")
+    assert a.detach and a.preserve_fds == 2 and a.bundle == "/b"
+
+
+def test_go_style_single_dash_and_interspersed():
+    a = p("-root", "/r", "create", "-bundle", "/b", "cid", "--pid-file", "/p")
+    assert (a.root, a.bundle, a.id, a.pid_file) == ("/r", "/b", "cid", "/p")
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["nosuch"], "no such command"),
+    (["create"], "missing argument <id>"),
+    (["state", "a", "b"], "unexpected argument"),
+    (["create", "--bogus", "x"], "flag provided but not defined: --bogus"),
+    (["create", "--bundle"], "flag needs an argument"),
+    (["--log-format", "xml", "list"], "not one of"),
+    (["run", "--preserve-fds", "x", "id"], "invalid value"),
+])
+def test_usage_errors(argv, msg):
+    with pytest.raises(UsageError, match=msg):
+        p(*argv)
+
+
+def test_help_lists_every_command_and_option():
+    top = help_text("pyrunc", "x", GLOBAL, COMMANDS)
+    for name in COMMANDS:
+        assert f"   {name} " in top
+    sub = help_text("pyrunc", "x", GLOBAL, COMMANDS, "create")
+    assert "--console-socket" in sub and "<id>" in sub
+    assert p("create", "--help").help
+
+
+def test_signals():
+    assert parse_signal("9") == parse_signal("KILL") == parse_signal("sigkill") == 9
+    assert parse_signal("SIGUSR1") == 10
+    for bad in ("0", "99", "NOPE", "SIG_DFL", "SIG"):
+        with pytest.raises(PyruncError):
+            parse_signal(bad)
