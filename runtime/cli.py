@@ -64,6 +64,25 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
              Opt("--quiet", "-q", help="ids only")]),
     Command("pause", "freeze every process of a container", [], _ID),
     Command("resume", "thaw a paused container", [], _ID),
+    Command("exec", "run a new process inside a running container", [
+        Opt("--process", "-p", value="FILE", help="a full OCI process JSON"),
+        Opt("--tty", "-t", help="allocate a pseudo-TTY"),
+        Opt("--console-socket", value="PATH", help="unix socket receiving the pty master"),
+        Opt("--detach", "-d", help="return once the process runs"),
+        Opt("--pid-file", value="FILE", help="write the process's pid here"),
+        Opt("--env", "-e", value="K=V", multi=True, help="add an environment variable"),
+        Opt("--cwd", value="DIR", help="working directory inside the container"),
+        Opt("--user", "-u", value="UID[:GID]", help="run as this user"),
+        Opt("--additional-gids", "-g", value="GID", type=int, multi=True,
+            help="an additional group"),
+        Opt("--cap", "-c", value="CAP", multi=True, help="add a capability"),
+        Opt("--no-new-privs", help="set no_new_privs"),
+        Opt("--preserve-fds", value="N", default=0, type=int,
+            help="pass fds 3..3+N-1 into the process"),
+        Opt("--ignore-paused", help="exec even into a paused container"),
+        Opt("--apparmor", value="PROFILE", help="refused: no AppArmor on this host"),
+        Opt("--process-label", value="LABEL", help="refused: no SELinux on this host"),
+    ], _ID + [Arg("argv", "the program and its arguments", rest=True)]),
     Command("validate", "check a bundle's config.json against specs/",
             [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
@@ -207,6 +226,32 @@ def cmd_list(args, log: Logger) -> int:
     return 0
 
 
+def cmd_exec(args, log: Logger) -> int:
+    from runtime.exec import ExecOptions, exec_in, process_from_flags, wait_forwarding
+    if args.apparmor or args.process_label:
+        raise PyruncError("exec: --apparmor/--process-label need AppArmor/SELinux, which this "
+                          "host does not have")
+    c = _container(args)
+    if args.process:
+        try:
+            with open(args.process, "rb") as f:
+                proc = json.loads(f.read())
+        except (OSError, ValueError) as e:
+            raise PyruncError(f"--process {args.process}: {e}") from None
+        if args.tty:
+            proc["terminal"] = True
+    else:
+        proc = process_from_flags(c.state.get("process", {}), args.argv, args.env,
+                                  args.cwd, args.user, args.additional_gids, args.cap,
+                                  args.no_new_privs, args.tty)
+    opts = ExecOptions(proc, args.detach, args.pid_file, args.console_socket,
+                       args.preserve_fds, args.ignore_paused)
+    pid, master = exec_in(c, opts)
+    if args.detach:
+        return 0
+    return wait_forwarding(pid, master)
+
+
 def cmd_validate(args, log: Logger) -> int:
     from runtime.validate import validate_bundle
     problems = validate_bundle(args.bundle)
@@ -221,4 +266,5 @@ def cmd_validate(args, log: Logger) -> int:
 
 HANDLERS = {"spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd_start,
             "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "pause": cmd_pause,
-            "resume": cmd_resume, "list": cmd_list, "validate": cmd_validate}
+            "resume": cmd_resume, "list": cmd_list, "exec": cmd_exec,
+            "validate": cmd_validate}

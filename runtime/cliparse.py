@@ -80,13 +80,15 @@ def _lookup(opts: list[Opt], token: str) -> tuple[Opt | None, str | None, str]:
 
 
 def _parse_opts(tokens: list[str], i: int, opts: list[Opt], ns: dict[str, Any],
-                positionals: list[str] | None) -> int:
+                positionals: list[str] | None, stop_at_positional: bool = False) -> int:
     """Consume options (and positionals when a list is given) from tokens[i:]; return the
-    index where parsing stopped (the command name, for the global level)."""
+    index where parsing stopped (the command name, for the global level). With
+    stop_at_positional, everything from the first positional on is positional, as Go's
+    flag package reads `exec ID sh -c ...`."""
     while i < len(tokens):
         tok = tokens[i]
-        if tok == "--" and positionals is not None:
-            positionals.extend(tokens[i + 1:])
+        if positionals is not None and (tok == "--" or (stop_at_positional and positionals)):
+            positionals.extend(tokens[i + 1:] if tok == "--" else tokens[i:])
             return len(tokens)
         if tok.startswith("-") and tok != "-":
             opt, inline, name = _lookup(opts, tok)
@@ -135,7 +137,7 @@ def parse(argv: list[str], global_opts: list[Opt],
     for o in cmd.opts:
         ns[o.dest] = [] if o.multi else o.default
     pos: list[str] = []
-    _parse_opts(argv, i + 1, cmd.opts, ns, pos)
+    _parse_opts(argv, i + 1, cmd.opts, ns, pos, any(a.rest for a in cmd.args))
     if ns["help"]:
         return Namespace(**ns)
     for a in cmd.args:

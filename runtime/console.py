@@ -47,18 +47,20 @@ def recv_fd(sock: socket.socket) -> tuple[str, int]:
     return msg.decode(errors="replace"), fds[0]
 
 
-def setup_console(sock_fd: int, uid: int, gid: int) -> None:
-    """In the init after pivot_root: make the pty, bind it on /dev/console, send the master,
-    and make the slave our controlling terminal and stdio."""
+def setup_console(sock_fd: int, uid: int, gid: int, bind: bool = True) -> None:
+    """In the init after pivot_root (or an exec'd process): make the pty, bind it on
+    /dev/console (init only), send the master, and make the slave our controlling terminal
+    and stdio."""
     master, slave_path = open_pty()
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
     os.fchown(slave, uid, gid)
-    if not os.path.exists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    try:
-        sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
-    except OSError:
-        pass  # no /dev tmpfs of our own: the console bind is best effort, as in runc
+    if bind:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        try:
+            sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
+        except OSError:
+            pass  # no /dev tmpfs of our own: the console bind is best effort, as in runc
     send_fd(sock_fd, slave_path, master)
     os.close(master)
     fcntl.ioctl(slave, TIOCSCTTY, 0)

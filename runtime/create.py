@@ -146,6 +146,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             "rootfs": rootfs, "created": now_rfc3339(), "owner": _owner(),
             "annotations": config.get("annotations") or {}, "cgroup": mgr.to_state(),
             "hooks": {k: v for k, v in cfg_hooks.items() if k in ("poststart", "poststop")},
+            # exec starts from the container's process and security settings, as runc does
+            "process": config["process"],
+            "linux": {k: v for k, v in linux.items() if k in ("seccomp", "resources",
+                                                              "maskedPaths", "readonlyPaths")},
             "namespaces": sorted(new_ns | {t for t, _ in join_child}),
         }
         sd.save(state)

@@ -28,6 +28,12 @@ def test_shim_argv_shapes():
     assert a.detach and a.preserve_fds == 2 and a.bundle == "/b"
 
 
+def test_exec_argv_after_the_id_is_not_parsed():
+    a = p("exec", "-t", "cid", "sh", "-c", "echo --cap x", "--tty")
+    assert a.tty and a.id == "cid" and a.argv == ["sh", "-c", "echo --cap x", "--tty"]
+    assert a.cap == []
+
+
 def test_go_style_single_dash_and_interspersed():
     a = p("-root", "/r", "create", "-bundle", "/b", "cid", "--pid-file", "/p")
     assert (a.root, a.bundle, a.id, a.pid_file) == ("/r", "/b", "cid", "/p")

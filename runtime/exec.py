@@ -1,0 +1,242 @@
+"""`exec`: run another process inside a running container.
+
+An intermediate child joins the container's cgroup and each of its namespaces (user first,
+mount last; after setns(pid) only children land in the pid namespace), then clones the real
+process with CLONE_PARENT so that `pyrunc exec` itself is its parent and can wait for it.
+That process gets the same setup as the init (rlimits, user, capabilities, no_new_privs,
+non-dumpable until execve) and reports failures over a pipe that execve closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from runtime.cgroups import load_manager
+from runtime.container import Container
+from runtime.errors import PyruncError
+from runtime.linux import process_setup as ps
+from runtime.linux import syscalls as sc
+from runtime.spec import check_process
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CLONE_PARENT = 0x00008000
+# setns order: the user namespace first (it grants the rights for the rest), mount last.
+_NS_ORDER = [("user", "user", sc.CLONE_NEWUSER), ("ipc", "ipc", sc.CLONE_NEWIPC),
+             ("uts", "uts", sc.CLONE_NEWUTS), ("network", "net", sc.CLONE_NEWNET),
+             ("pid", "pid", sc.CLONE_NEWPID), ("cgroup", "cgroup", sc.CLONE_NEWCGROUP),
+             ("time", "time", sc.CLONE_NEWTIME), ("mount", "mnt", sc.CLONE_NEWNS)]
+
+
+class ExecOptions:
+    def __init__(self, process: dict[str, Any], detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0, ignore_paused: bool = False) -> None:
+        self.process = process
+        self.detach = detach
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.ignore_paused = ignore_paused
+
+
+def process_from_flags(base: dict[str, Any], args: list[str], env: list[str],
+                       cwd: str | None, user: str | None, additional_gids: list[int],
+                       caps: list[str], no_new_privs: bool, tty: bool) -> dict[str, Any]:
+    """runc's reading of exec's flags: the container's process, with these changes."""
+    proc = json.loads(json.dumps(base))
+    if not args:
+        raise PyruncError("exec: no command given (pass it after the id, or --process FILE)")
+    proc["args"] = args
+    proc["env"] = list(proc.get("env", [])) + env
+    proc["terminal"] = tty
+    if cwd:
+        proc["cwd"] = cwd
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            proc["user"] = {"uid": int(uid), "gid": int(gid) if gid else 0}
+        except ValueError:
+            raise PyruncError(f"exec --user {user!r}: must be uid[:gid] numbers") from None
+    if additional_gids:
+        proc.setdefault("user", {})["additionalGids"] = additional_gids
+    if caps:
+        c = proc.setdefault("capabilities", {})
+        for s in ("bounding", "effective", "permitted", "ambient", "inheritable"):
+            if s != "inheritable" or s in c:
+                c[s] = list(dict.fromkeys(list(c.get(s, [])) + caps))
+    if no_new_privs:
+        proc["noNewPrivileges"] = True
+    return proc
+
+
+def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
+    """Start the process; return (pid, master fd of a pty we must proxy, or None)."""
+    st = c.status()
+    if st == "stopped":
+        raise PyruncError(f"cannot exec in a stopped container {c.id}: container not running")
+    if st == "paused" and not opts.ignore_paused:
+        raise PyruncError(f"container {c.id} is paused (use --ignore-paused)")
+    proc = opts.process
+    check_process(proc, "process")
+    terminal = bool(proc.get("terminal"))
+    listener = tmpdir = None
+    if terminal and not opts.console_socket:
+        if opts.detach:
+            raise PyruncError("exec --tty with --detach needs --console-socket")
+        listener, tmpdir, opts.console_socket = _private_console_socket()
+    if terminal:
+        import runtime.console  # noqa: F401 - needed after setns(mnt), when imports fail
+    fds: list[tuple[int, int]] = []
+    console_fd = None
+    rfd, wfd = os.pipe()
+    try:
+        for nstype, fname, flag in _NS_ORDER:
+            if nstype in c.state.get("namespaces", []):
+                fds.append((os.open(f"/proc/{c.pid}/ns/{fname}", os.O_RDONLY | os.O_CLOEXEC),
+                            flag))
+        if opts.console_socket:
+            from runtime.create import _connect_console
+            console_fd = _connect_console(opts.console_socket)
+        mgr = load_manager(c.state)
+        pid_a = os.fork()
+        if pid_a == 0:
+            _intermediate(mgr, fds, wfd, rfd, proc, console_fd, opts.preserve_fds)
+        os.close(wfd)
+        wfd = -1
+        os.waitpid(pid_a, 0)
+        pid = _await_exec(rfd)
+        master = None
+        if listener is not None:
+            from runtime.console import recv_fd
+            conn, _ = listener.accept()
+            master = recv_fd(conn)[1]
+            conn.close()
+        if opts.pid_file:
+            from runtime.state import atomic_write
+            atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
+        return pid, master
+    finally:
+        for fd, _flag in fds:
+            os.close(fd)
+        for fd in (rfd, wfd, console_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        if listener is not None:
+            listener.close()
+            os.unlink(opts.console_socket)
+            os.rmdir(tmpdir)
+
+
+def _private_console_socket():
+    import socket
+    import tempfile
+    tmpdir = tempfile.mkdtemp(prefix="pyrunc-console-")
+    path = os.path.join(tmpdir, "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    return listener, tmpdir, path
+
+
+def _await_exec(rfd: int) -> int:
+    """Read the process's pid, then EOF (execve closed the pipe) or its error."""
+    buf = b""
+    while True:
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    pid = 0
+    for line in buf.splitlines():
+        msg = json.loads(line)
+        if "error" in msg:
+            if pid:
+                _reap_quietly(pid)
+            raise PyruncError(msg["error"])
+        pid = msg.get("pid", pid)
+    if not pid:
+        raise PyruncError("exec: the process died before it was started")
+    return pid
+
+
+def _reap_quietly(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _report(wfd: int, msg: dict[str, Any]) -> None:
+    try:
+        os.write(wfd, json.dumps(msg).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _error_text(e: BaseException) -> str:
+    return str(e) if isinstance(e, PyruncError) else f"{type(e).__name__}: {e}"
+
+
+def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds) -> None:
+    """In the forked child: cgroup, then setns in order, then clone the process."""
+    try:
+        os.close(rfd)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        if mgr is not None:
+            mgr.apply(os.getpid())
+        for fd, flag in fds:
+            sc.setns(fd, flag)
+        pid = sc.clone(CLONE_PARENT)
+        if pid == 0:
+            _process(wfd, proc, console_fd, preserve_fds)
+        _report(wfd, {"pid": pid})
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+        _report(wfd, {"error": f"exec: {_error_text(e)}"})
+        os._exit(1)
+    os._exit(0)
+
+
+def _process(wfd: int, proc: dict[str, Any], console_fd: int | None,
+             preserve_fds: int) -> None:
+    """The exec'd process, in every namespace of the container; ends in execve."""
+    try:
+        user = proc.get("user", {})
+        if console_fd is not None:
+            from runtime.console import setup_console
+            os.setsid()
+            setup_console(console_fd, user.get("uid", 0), user.get("gid", 0), bind=False)
+            os.close(console_fd)
+        try:
+            os.chdir(proc.get("cwd", "/"))
+        except OSError as e:
+            raise PyruncError(f"process.cwd: cannot chdir to {proc.get('cwd')}: "
+                              f"{e.strerror}") from None
+        ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
+        ps.set_oom_score_adj(proc.get("oomScoreAdj"))
+        env = ps.build_env(proc)
+        ps.set_user(proc, "process")
+        program = ps.find_program(proc["args"][0], env)
+        ps.reset_signals()
+        ps.close_fds_from(3 + preserve_fds, keep=(wfd,))
+        for fd in range(3, 3 + preserve_fds):
+            os.set_inheritable(fd, True)
+        ps.execve(program, proc["args"], env)
+    except BaseException as e:  # noqa: BLE001
+        _report(wfd, {"error": _error_text(e)})
+    os._exit(127)
+
+
+def wait_forwarding(pid: int, master: int | None) -> int:
+    """Wait for the exec'd process (our child through CLONE_PARENT), forwarding signals."""
+    from runtime.run import _FORWARD, _forward, _proxy_and_wait, _wait
+    for s in _FORWARD:
+        try:
+            signal.signal(s, lambda num, _f: _forward(pid, num))
+        except (OSError, ValueError):
+            pass
+    return _proxy_and_wait(pid, master) if master is not None else _wait(pid)
