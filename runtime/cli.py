@@ -83,6 +83,15 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Opt("--apparmor", value="PROFILE", help="refused: no AppArmor on this host"),
         Opt("--process-label", value="LABEL", help="refused: no SELinux on this host"),
     ], _ID + [Arg("argv", "the program and its arguments", rest=True)]),
+    Command("features", "print the runtime-spec features JSON of this pyrunc"),
+    Command("checkpoint", "not supported (needs CRIU integration)",
+            [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
+             Opt("--leave-running"), Opt("--tcp-established"), Opt("--ext-unix-sk"),
+             Opt("--shell-job"), Opt("--file-locks")], _ID),
+    Command("restore", "not supported (needs CRIU integration)",
+            [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
+             Opt("--bundle", "-b", value="DIR", default="."), Opt("--detach", "-d"),
+             Opt("--pid-file", value="FILE"), Opt("--console-socket", value="PATH")], _ID),
     Command("validate", "check a bundle's config.json against specs/",
             [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
@@ -252,6 +261,17 @@ def cmd_exec(args, log: Logger) -> int:
     return wait_forwarding(pid, master)
 
 
+def cmd_features(args, log: Logger) -> int:
+    from runtime.features import features
+    print(json.dumps(features(), indent=4))
+    return 0
+
+
+def cmd_checkpoint(args, log: Logger) -> int:
+    raise PyruncError(f"{args.command} is not supported by pyrunc: checkpoint/restore needs "
+                      "CRIU, which pyrunc does not drive")
+
+
 def cmd_validate(args, log: Logger) -> int:
     from runtime.validate import validate_bundle
     problems = validate_bundle(args.bundle)
@@ -267,4 +287,5 @@ def cmd_validate(args, log: Logger) -> int:
 HANDLERS = {"spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd_start,
             "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete, "pause": cmd_pause,
             "resume": cmd_resume, "list": cmd_list, "exec": cmd_exec,
+            "features": cmd_features, "checkpoint": cmd_checkpoint, "restore": cmd_checkpoint,
             "validate": cmd_validate}
