@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from runtime import OCI_VERSION, __version__
+from runtime import OCI_VERSION, __version__, cli_cgroups  # TEMP(cgroups): was without cli_cgroups
 from runtime.cliparse import Arg, Command, Opt, UsageError, help_text, parse, usage_error
 from runtime.errors import PyruncError
 from runtime.log import Logger
@@ -95,6 +95,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("validate", "check a bundle's config.json against specs/",
             [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
+cli_cgroups.register(COMMANDS)  # TEMP(cgroups)
 
 
 def parse_signal(text: str) -> int:
@@ -160,7 +161,8 @@ def _create_opts(args):
     return CreateOptions(root=args.root, cid=args.id, bundle=args.bundle,
                          pid_file=args.pid_file, console_socket=args.console_socket,
                          no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
-                         preserve_fds=args.preserve_fds)
+                         preserve_fds=args.preserve_fds,
+                         rootless=None if args.rootless == "auto" else args.rootless == "true")
 
 
 def cmd_create(args, log: Logger) -> int:
@@ -289,3 +291,4 @@ HANDLERS = {"spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd
             "resume": cmd_resume, "list": cmd_list, "exec": cmd_exec,
             "features": cmd_features, "checkpoint": cmd_checkpoint, "restore": cmd_checkpoint,
             "validate": cmd_validate}
+HANDLERS.update(cli_cgroups.COMMANDS)  # TEMP(cgroups)

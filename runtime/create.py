@@ -33,7 +33,8 @@ class CreateOptions:
 
     def __init__(self, root: str, cid: str, bundle: str, pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
-                 no_new_keyring: bool = False, preserve_fds: int = 0) -> None:
+                 no_new_keyring: bool = False, preserve_fds: int = 0,
+                 rootless: bool | None = None) -> None:
         self.root = root
         self.cid = cid
         self.bundle = bundle
@@ -42,6 +43,7 @@ class CreateOptions:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
+        self.rootless = os.geteuid() != 0 if rootless is None else rootless
 
 
 def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
@@ -67,10 +69,7 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         fifo_fd = os.open(sd.fifo, os.O_PATH | os.O_CLOEXEC)
         opened.append(fifo_fd)
         linux = config.get("linux", {})
-        mgr = new_manager(linux.get("cgroupsPath", ""), opts.cid)
-        mgr.create()
-        if linux.get("resources"):
-            mgr.set(linux["resources"])
+        mgr = _cgroup(linux, opts.cid, opts.rootless)
         nss = specmod.namespaces(config)
         flags = 0
         new_ns: set[str] = set()
@@ -103,7 +102,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         ctx = InitContext(spec=config, bundle=bundle, rootfs=rootfs, channel=child_ch,
                           fifo_fd=fifo_fd, console_fd=console_fd, join_fds=join_child,
                           new_ns=new_ns, no_pivot=opts.no_pivot,
-                          preserve_fds=opts.preserve_fds, cgroup=mgr.to_state(),
+                          preserve_fds=opts.preserve_fds,
+                          cgroup=mgr.to_state() if mgr else {},
                           has_runtime_hooks=bool(cfg_hooks.get("prestart")
                                                  or cfg_hooks.get("createRuntime")),
                           new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
@@ -123,7 +123,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         early = "cgroup" not in new_ns
         if early:
             parent_ch.send({"type": "go", "state": hstate})
-        mgr.apply(pid)
+        if mgr is not None:
+            mgr.apply(pid)
         if not early:
             parent_ch.send({"type": "go", "state": hstate})
         while True:
@@ -144,7 +145,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         state = {
             "id": opts.cid, "pid": pid, "init_start_time": info[0], "bundle": bundle,
             "rootfs": rootfs, "created": now_rfc3339(), "owner": _owner(),
-            "annotations": config.get("annotations") or {}, "cgroup": mgr.to_state(),
+            "annotations": config.get("annotations") or {},
+            "cgroup": mgr.to_state() if mgr else None,
             "hooks": {k: v for k, v in cfg_hooks.items() if k in ("poststart", "poststop")},
             # exec starts from the container's process and security settings, as runc does
             "process": config["process"],
@@ -205,7 +207,30 @@ def _connect_console(path: str) -> int:
     return s.detach()
 
 
+def _cgroup(linux: dict[str, Any], cid: str, rootless: bool):
+    """Make the container's cgroup. Rootless, like runc: without write access and without
+    resources to apply, run without one; asked for limits it cannot set, fail clearly."""
+    mgr = new_manager(linux.get("cgroupsPath", ""), cid)
+    try:
+        mgr.create()
+        if linux.get("resources"):
+            mgr.set(linux["resources"])
+    except PyruncError:
+        try:  # nothing half-made: remove whatever directories were created
+            mgr.destroy()
+        except (OSError, PyruncError):
+            pass
+        if rootless and not linux.get("resources"):
+            return None
+        raise
+    return mgr
+
+
 def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    if os.geteuid() != 0 and linux.get("gidMappings"):
+        # An unprivileged writer may map its own gid only after giving up setgroups(2).
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
     for key, fname in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
         lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
                         for m in linux.get(key, []))

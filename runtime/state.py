@@ -19,7 +19,17 @@ TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are nev
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_ROOT = "/run/pyrunc"
+
+
+def _default_root() -> str:
+    """/run/pyrunc for root; $XDG_RUNTIME_DIR/pyrunc (as runc does) for everyone else."""
+    if os.geteuid() == 0:
+        return "/run/pyrunc"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "pyrunc") if xdg else f"/tmp/pyrunc-{os.geteuid()}"
+
+
+DEFAULT_ROOT = _default_root()
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
 _ID_RE = re.compile(r"^[\w+\-.]+$")

@@ -42,9 +42,10 @@ def _create_fails(pyrunc, bundle, *words: bytes) -> bytes:
      [b"linux.sysctl.kernel.nosuchknob"]),
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1, "size": 1}]),
      [b"linux.uidMappings"]),
+    (lambda c: c["linux"]["resources"].update(cpu={"cpus": "63"}), [b"cpuset"]),
 ], ids=["no-args", "empty-args", "relative-dest", "bad-ns", "bad-cap", "neg-uid",
         "rlimit-too-high", "no-rootfs", "missing-binary", "not-in-path", "relative-cwd",
-        "bad-sysctl", "maps-without-userns"])
+        "bad-sysctl", "maps-without-userns", "cgroup-value-refused"])
 def test_bad_config_is_one_clear_line(pyrunc, bundle, mutate, words):
     mutate(bundle.config)
     bundle.write()
