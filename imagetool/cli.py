@@ -1,30 +1,328 @@
-"""imagetool's command line. The verbs arrive with their issues; until then this explains
-what the tool is for and which verbs are planned, and says so when one is asked for."""
+"""imagetool's command line: a thin layer over the store, archives, import and the registry
+client. Every verb works on the store at `--root` (default /var/lib/imagetool). Registry
+verbs import their modules only when called, so the local verbs stay quick and keep working
+whatever the registry side needs. Errors are one line on stderr and a non-zero exit;
+`--debug` shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from typing import Any
 
 from imagetool import __version__
 
-PLANNED = {
-    "pull": "pull an image from a registry", "push": "push an image to a registry",
-    "images": "list images in the store", "import": "make an image from a rootfs tarball",
-    "unpack": "unpack an image into a runtime bundle", "run": "run an image on pyrunc",
-    "build": "build an image from a Dockerfile",
-}
+DEFAULT_ROOT = "/var/lib/imagetool"
+PLANNED = {"unpack": "unpack an image into a runtime bundle", "run": "run an image on pyrunc",
+           "build": "build an image from a Dockerfile"}
 
 
-def main(argv: list[str] | None = None) -> int:
+class UsageError(Exception):
+    """Bad combination of arguments; exit status 2 like argparse."""
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from imagetool.store import Store
+    return Store(args.root)
+
+
+def _names(store: Any, texts: list[str]) -> list[str]:
+    from imagetool import views
+    out: list[str] = []
+    for t in texts:
+        hits = views.resolve(store, t)
+        if len(hits) > 1:
+            raise UsageError(f"{t} matches {len(hits)} images ({', '.join(hits)}); be specific")
+        out += hits
+    return out
+
+
+def _familiar(name: str) -> str:
+    from imagetool import reference
+    try:
+        return reference.parse(name).familiar()
+    except reference.ReferenceError:
+        return name
+
+
+# -- verbs -------------------------------------------------------------------------------------
+def cmd_pull(args: argparse.Namespace) -> int:
+    from imagetool.pull import pull
+    digest = pull(_store(args), args.ref, platform=args.platform,
+                  all_platforms=args.all_platforms, progress=False if args.quiet else None)
+    print(digest)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from imagetool import reference
+    from imagetool.push import push
+    store = _store(args)
+    local = _names(store, [args.name])[0]
+    remote = reference.normalize(args.remote) if args.remote else None
+    print(push(store, local, remote, progress=False if args.quiet else None))
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from imagetool.registry.credentials import login
+    username = args.username
+    if not username:
+        if not sys.stdin.isatty() or args.password_stdin:
+            raise UsageError("login: give --username (no terminal to ask on)")
+        username = input("Username: ").strip()
+    if args.password is not None and args.password_stdin:
+        raise UsageError("login: --password and --password-stdin exclude each other")
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+              file=sys.stderr)
+        password = args.password
+    elif sys.stdin.isatty():
+        import getpass
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("login: give --password-stdin (no terminal to ask on)")
+    if not username or not password:
+        raise UsageError("login: username and password must not be empty")
+    login(args.server, username, password)
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from imagetool.registry.credentials import logout
+    if logout(args.server):
+        print(f"Removing login credentials for {args.server}")
+    else:
+        print(f"Not logged in to {args.server}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from imagetool import views
+    rows = views.rows(_store(args), args.filter)
+    if args.quiet:
+        seen: dict[str, None] = {}
+        for r in rows:
+            seen.setdefault(r.digest.split(":", 1)[-1][:12])
+        print("\n".join(seen))
+    elif args.format == "json":
+        print(json.dumps([r.as_json() for r in rows], indent=2))
+    else:
+        print(views.table(rows))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from imagetool import views
+    store = _store(args)
+    print(json.dumps([views.inspect(store, n) for n in _names(store, args.names)], indent=2))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from imagetool import reference
+    store = _store(args)
+    source = _names(store, [args.source])[0]
+    desc = store.get_image(source)
+    store.set_image(reference.normalize(args.target), desc)
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    from imagetool import views
+    store = _store(args)
+    failed = 0
+    for text in args.names:
+        try:
+            hits = views.resolve(store, text)
+        except views.NotFound as e:
+            print(f"imagetool: rmi: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if len(hits) > 1 and not args.force:
+            print(f"imagetool: rmi: {text} is {len(hits)} images ({', '.join(hits)}); "
+                  "use -f to remove them all", file=sys.stderr)
+            failed += 1
+            continue
+        for name in hits:
+            store.remove_image(name)
+            print(f"Untagged: {_familiar(name)}")
+    for digest, _ in store.gc_report(wait=False):
+        print(f"Deleted: {digest}")
+    return 1 if failed else 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    from imagetool import archive
+    store = _store(args)
+    names = _names(store, args.names)
+    if args.output and args.output != "-":
+        archive.save_to(store, names, args.output, args.format)
+        return 0
+    if sys.stdout.isatty():
+        raise UsageError("save: refusing to write an archive to a terminal; use -o FILE")
+    sys.stdout.flush()
+    archive.save(store, names, sys.stdout.buffer, args.format)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from imagetool import archive
+    store = _store(args)
+    if args.input and args.input != "-":
+        names = archive.load(store, args.input)
+    else:
+        if sys.stdin.isatty():
+            raise UsageError("load: no archive on stdin; use -i FILE or redirect one")
+        names = archive.load(store, sys.stdin.buffer, "stdin")
+    if not args.quiet:
+        for n in names:
+            print(f"Loaded image: {_familiar(n)}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from imagetool import importer, reference
+    name = reference.normalize(args.name)
+    if args.source == "-" and sys.stdin.isatty():
+        raise UsageError("import: no tarball on stdin")
+    desc = importer.import_rootfs(
+        _store(args), args.source, name,
+        cmd=importer.parse_cmd(args.cmd, "--cmd") if args.cmd else None,
+        entrypoint=importer.parse_cmd(args.entrypoint, "--entrypoint") if args.entrypoint
+        else None,
+        env=args.env, workdir=args.workdir, message=args.message)
+    print(desc["digest"])
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from imagetool import views
+    store = _store(args)
+    report = store.gc_report(wait=False)
+    if not report and store.busy():
+        print("imagetool: prune: waiting for other writers (pull, import, load) to finish",
+              file=sys.stderr)
+        report = store.gc_report(wait=True)
+    total = 0
+    for digest, size in report:
+        total += size
+        if not args.quiet:
+            print(f"Deleted: {digest}")
+    print(f"Total reclaimed space: {views.human_size(total)}")
+    return 0
+
+
+def cmd_planned(args: argparse.Namespace) -> int:
+    print(f"imagetool: {args.verb} is not implemented yet", file=sys.stderr)
+    return 2
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imagetool", description="Build, ship and run OCI images "
                                 "(the image side of the toolchain; pyrunc is the runtime).")
     p.add_argument("--version", action="version", version=f"imagetool {__version__}")
-    p.add_argument("verb", nargs="?", choices=sorted(PLANNED), help="; ".join(
-        f"{k}: {v}" for k, v in sorted(PLANNED.items())))
-    args, _rest = p.parse_known_args(argv)
+    p.add_argument("--root", default=DEFAULT_ROOT,
+                   help=f"the image store, an OCI image layout (default {DEFAULT_ROOT})")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = verb("pull", cmd_pull, "pull an image from a registry into the store")
+    sp.add_argument("ref", help="image reference, e.g. busybox or host:5000/app:1")
+    sp.add_argument("--platform", help="os/arch[/variant] to pick from an index (default: host)")
+    sp.add_argument("--all-platforms", action="store_true", help="pull every platform")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    sp = verb("push", cmd_push, "push an image from the store to a registry")
+    sp.add_argument("name", help="image in the store")
+    sp.add_argument("remote", nargs="?", help="where to push (default: the image's own name)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    sp = verb("login", cmd_login, "log in to a registry (stored like docker's config.json)")
+    sp.add_argument("server", nargs="?", default="docker.io", help="registry (default docker.io)")
+    sp.add_argument("-u", "--username")
+    sp.add_argument("-p", "--password")
+    sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    sp = verb("logout", cmd_logout, "forget the credentials for a registry")
+    sp.add_argument("server", nargs="?", default="docker.io", help="registry (default docker.io)")
+
+    sp = verb("images", cmd_images, "list the images in the store")
+    sp.add_argument("filter", nargs="*", help="only these repositories[:tag]")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only short digests")
+
+    sp = verb("inspect", cmd_inspect, "print the manifest and config of images as JSON")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+
+    sp = verb("tag", cmd_tag, "give an image in the store another name")
+    sp.add_argument("source")
+    sp.add_argument("target")
+
+    sp = verb("rmi", cmd_rmi, "remove image names; blobs no image uses any more go too")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("-f", "--force", action="store_true",
+                    help="a digest that several names share removes them all")
+
+    sp = verb("save", cmd_save, "write images to a tar archive")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("-o", "--output", help="archive file (default stdout)")
+    sp.add_argument("--format", choices=("docker", "oci"), default="docker",
+                    help="docker (default, as docker and podman save): `docker load` format; "
+                    "oci: a tar of an OCI image layout")
+
+    sp = verb("load", cmd_load, "load images from an OCI or docker-save archive")
+    sp.add_argument("-i", "--input", help="archive file (default stdin); may be compressed")
+    sp.add_argument("-q", "--quiet", action="store_true")
+
+    sp = verb("import", cmd_import, "make a one-layer image from a rootfs tarball")
+    sp.add_argument("source", metavar="ROOTFS.tar", help="tarball (or - for stdin)")
+    sp.add_argument("name", metavar="NAME", help="name for the image, e.g. busybox:latest")
+    sp.add_argument("--cmd", help='default command: JSON array or shell string')
+    sp.add_argument("--entrypoint", help="entrypoint: JSON array or shell string")
+    sp.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="repeatable")
+    sp.add_argument("--workdir")
+    sp.add_argument("-m", "--message", help="history comment")
+
+    sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only the total")
+
+    for name, text in PLANNED.items():
+        verb(name, cmd_planned, f"{text} (not implemented yet)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
     if args.verb is None:
         p.print_help()
         return 0
-    print(f"imagetool: {args.verb} is not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"imagetool: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imagetool: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # one line for the user; the traceback with --debug
+        if args.debug:
+            raise
+        print(f"imagetool: {args.verb}: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,205 @@
+"""What the CLI shows about stored images: finding an image by name or digest prefix, the
+`images` rows (table and JSON), and the `inspect` document. Kept apart from argparse so tests
+and other front ends can use the same answers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from imagetool import mediatypes as mt
+from imagetool import reference
+from imagetool.store import REF_NAME, Store, StoreError
+
+
+class NotFound(StoreError):
+    pass
+
+
+def name_of(desc: dict[str, Any]) -> str | None:
+    return (desc.get("annotations") or {}).get(REF_NAME)
+
+
+def _is_digest_prefix(text: str) -> bool:
+    hexpart = text[7:] if text.startswith("sha256:") else text
+    return 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
+def resolve(store: Store, text: str) -> list[str]:
+    """The store names `text` means: the normalised reference if stored, else every name
+    whose manifest digest or image ID (config digest) starts with `text`."""
+    try:
+        full = reference.normalize(text)
+    except reference.ReferenceError:
+        full = None
+    if full is not None and store.get_image(full) is not None:
+        return [full]
+    if store.get_image(text) is not None:  # a name another tool wrote (e.g. umoci's "latest")
+        return [text]
+    if _is_digest_prefix(text):
+        want = text if text.startswith("sha256:") else "sha256:" + text
+        hits = []
+        for d in store.list_images():
+            n = name_of(d)
+            if n and (d["digest"].startswith(want) or image_id(store, d).startswith(want)):
+                hits.append(n)
+        if hits:
+            return hits
+    raise NotFound(f"no image {text} in {store.root}" +
+                   (f" (looked for {full})" if full and full != text else ""))
+
+
+def platform_manifest(store: Store, desc: dict[str, Any]) -> dict[str, Any] | None:
+    """The image manifest descriptor to describe for `desc`: itself, or for an index the
+    entry for this host (or the only one present)."""
+    if mt.is_manifest(desc.get("mediaType")):
+        return desc
+    if not mt.is_index(desc.get("mediaType")) or not store.has_blob(desc["digest"]):
+        return None
+    index = store.read_json(desc)
+    present = [d for d in index.get("manifests", [])
+               if isinstance(d, dict) and mt.is_manifest(d.get("mediaType"))
+               and store.has_blob(d.get("digest", ""))]
+    if not present:
+        return None
+    from imagetool.registry.errors import ManifestError
+    from imagetool.registry.platform import host, select
+    try:
+        return select(present, host(), "index")
+    except ManifestError:
+        return present[0] if len(present) == 1 else None
+
+
+def _config(store: Store, desc: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(manifest, config) of the image, {} for parts not in the store."""
+    m = platform_manifest(store, desc)
+    if m is None or not store.has_blob(m["digest"]):
+        return None, {}
+    manifest = store.read_json(m)
+    c = manifest.get("config") or {}
+    if not store.has_blob(c.get("digest", "")):
+        return manifest, {}
+    return manifest, store.read_json(c)
+
+
+def image_id(store: Store, desc: dict[str, Any]) -> str:
+    """The config digest (docker's image ID), or '' when unknown."""
+    m = platform_manifest(store, desc)
+    if m is None or not store.has_blob(m["digest"]):
+        return ""
+    return (store.read_json(m).get("config") or {}).get("digest", "")
+
+
+def parse_time(text: Any) -> _dt.datetime | None:
+    """RFC 3339 with up to nanoseconds (Go writes 9 digits; Python reads 6)."""
+    if not isinstance(text, str) or not text:
+        return None
+    t = text.replace("Z", "+00:00")
+    if "." in t:
+        head, rest = t.split(".", 1)
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        t = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}" if digits else head + rest
+    try:
+        when = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.UTC)
+
+
+def ago(when: _dt.datetime | None, now: _dt.datetime | None = None) -> str:
+    """'N units ago', as docker prints CREATED."""
+    if when is None:
+        return "N/A"
+    secs = ((now or _dt.datetime.now(_dt.UTC)) - when).total_seconds()
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400),
+                       ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n = int(secs // size)
+        if n >= 1:
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "Less than a second ago"
+
+
+def human_size(n: int) -> str:
+    """Docker's SI sizes: 1.15MB, 512B."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.3g}{unit}"
+        size /= 1000
+    return f"{n}B"
+
+
+@dataclass
+class Row:
+    name: str
+    repository: str
+    tag: str
+    digest: str
+    image_id: str
+    created: str
+    size: int
+    media_type: str
+    platform: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"Name": self.name, "Repository": self.repository, "Tag": self.tag,
+                "Digest": self.digest, "ID": self.image_id, "Created": self.created,
+                "Size": self.size, "MediaType": self.media_type, "Platform": self.platform}
+
+
+def rows(store: Store, filters: list[str] | None = None) -> list[Row]:
+    """One row per name in the store (and per unnamed entry), sorted by name."""
+    want = []
+    for f in filters or []:
+        try:
+            want.append(reference.parse(f, default_tag=":" in f.rsplit("/", 1)[-1]))
+        except reference.ReferenceError as e:
+            raise StoreError(str(e)) from None
+    out = []
+    for d in store.list_images():
+        name = name_of(d) or ""
+        try:
+            ref = reference.parse(name)
+            repo = ref.with_tag(None).familiar()
+            tag = ref.tag or "<none>"
+        except reference.ReferenceError:
+            ref, repo, tag = None, name or "<none>", "<none>"
+        if want and not any(ref is not None and ref.name == w.name and
+                            (w.tag is None or w.tag == ref.tag) for w in want):
+            continue
+        manifest, cfg = _config(store, d)
+        size = 0
+        if manifest is not None:
+            size = sum(x.get("size", 0) for x in [manifest.get("config") or {},
+                                                   *(manifest.get("layers") or [])])
+        plat = "/".join(p for p in (cfg.get("os"), cfg.get("architecture"), cfg.get("variant"))
+                        if isinstance(p, str) and p)
+        out.append(Row(name, repo, tag, d["digest"],
+                       ((manifest or {}).get("config") or {}).get("digest", ""),
+                       cfg.get("created") or "", size, d.get("mediaType", ""), plat))
+    return sorted(out, key=lambda r: (r.repository, r.tag, r.name))
+
+
+def table(rs: list[Row]) -> str:
+    head = ("REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE")
+    lines = [head] + [(r.repository, r.tag, r.digest.split(":", 1)[-1][:12],
+                       ago(parse_time(r.created)), human_size(r.size)) for r in rs]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def inspect(store: Store, name: str) -> dict[str, Any]:
+    """Name, descriptor, manifest (and index) and config of one stored image."""
+    desc = store.get_image(name)
+    if desc is None:
+        raise NotFound(f"no image {name} in {store.root}")
+    doc: dict[str, Any] = {"Name": name, "Digest": desc["digest"], "Descriptor": desc}
+    if mt.is_index(desc.get("mediaType")):
+        doc["Index"] = store.read_json(desc)
+    manifest, cfg = _config(store, desc)
+    doc["Manifest"] = manifest
+    doc["Config"] = cfg or None
+    doc["ID"] = ((manifest or {}).get("config") or {}).get("digest")
+    return doc

@@ -1,0 +1,124 @@
+"""Helpers shared by the store, archive, import and CLI tests: a busybox rootfs tarball from
+tests/rig.py's make_rootfs, the imagetool CLI run against a private --root, and a dockerd of
+our own (its own dirs and socket, stopped by pid)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Any
+
+from tests.rig import make_rootfs
+
+IMAGETOOL = os.path.join(os.path.dirname(sys.executable), "imagetool")
+DOCKERD = shutil.which("dockerd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+
+
+def rootfs_tar(directory: str) -> str:
+    """A tar of a busybox rootfs (entries ./bin/busybox, ./bin/sh -> busybox, ...)."""
+    root = make_rootfs(os.path.join(directory, "rootfs"))
+    path = os.path.join(directory, "rootfs.tar")
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(root, arcname=".")
+    return path
+
+
+def imagetool(root: str, *args: str, input: bytes | None = None, check: bool = True,
+              timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess:
+    cmd = [IMAGETOOL, "--root", root, *args]
+    p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stderr.decode()}")
+    return p
+
+
+def read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+class Dockerd:
+    """A private dockerd: --data-root/--exec-root/pidfile/socket under one temp dir."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="dk-")
+        self.sock = os.path.join(self.dir, "docker.sock")
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}"}
+
+    def start(self, timeout: float = 30) -> Dockerd:
+        d = self.dir
+        log = open(os.path.join(d, "dockerd.log"), "wb")
+        self.proc = subprocess.Popen(
+            [DOCKERD or "dockerd", "--data-root", f"{d}/data", "--exec-root", f"{d}/exec",
+             "--pidfile", f"{d}/pid", "-H", f"unix://{self.sock}", "--iptables=false",
+             "--ip-forward=false", "--ip-masq=false", "--bridge=none",
+             "--userland-proxy=false"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {self.log_tail()}")
+            if self.docker("version", check=False).returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer in {timeout}s: {self.log_tail()}")
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 120
+               ) -> subprocess.CompletedProcess:
+        p = subprocess.run([DOCKER or "docker", *args], env=self.env, capture_output=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {args} failed: {p.stderr.decode()}")
+        return p
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            with open(os.path.join(self.dir, "dockerd.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def leftover_pids(self) -> list[int]:
+        """Processes (dockerd's containerd, shims) still running with our dir in argv."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if self.dir.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+        return pids
+
+    def stop(self) -> list[int]:
+        """Stop dockerd; return (after killing them) any processes it left behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        # dockerd unmounts its overlay layers on the way out; anything left would pin the dir
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if self.dir in line]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        left = self.leftover_pids()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return left
