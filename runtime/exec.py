@@ -91,6 +91,14 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         listener, tmpdir, opts.console_socket = _private_console_socket()
     if terminal:
         import runtime.console  # noqa: F401 - needed after setns(mnt), when imports fail
+    sec = None
+    seccomp_cfg = (c.state.get("linux") or {}).get("seccomp")
+    if seccomp_cfg is not None:
+        # runc gives exec'd processes the container's filter; built here, on the host side,
+        # it is inherited by the forked children and loaded last.
+        from runtime.linux import seccomp
+        st_now = dict(c.public(), status="running")
+        sec = seccomp.prepare(seccomp_cfg, "linux.seccomp", proc, st_now)
     fds: list[tuple[int, int]] = []
     console_fd = None
     rfd, wfd = os.pipe()
@@ -105,7 +113,7 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         mgr = load_manager(c.state)
         pid_a = os.fork()
         if pid_a == 0:
-            _intermediate(mgr, fds, wfd, rfd, proc, console_fd, opts.preserve_fds)
+            _intermediate(mgr, fds, wfd, rfd, proc, console_fd, opts.preserve_fds, sec)
         os.close(wfd)
         wfd = -1
         os.waitpid(pid_a, 0)
@@ -182,7 +190,7 @@ def _error_text(e: BaseException) -> str:
     return str(e) if isinstance(e, PyruncError) else f"{type(e).__name__}: {e}"
 
 
-def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds) -> None:
+def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds, sec) -> None:
     """In the forked child: cgroup, then setns in order, then clone the process."""
     try:
         os.close(rfd)
@@ -193,7 +201,7 @@ def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds) -> None:
             sc.setns(fd, flag)
         pid = sc.clone(CLONE_PARENT)
         if pid == 0:
-            _process(wfd, proc, console_fd, preserve_fds)
+            _process(wfd, proc, console_fd, preserve_fds, sec)
         _report(wfd, {"pid": pid})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
         _report(wfd, {"error": f"exec: {_error_text(e)}"})
@@ -202,7 +210,7 @@ def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds) -> None:
 
 
 def _process(wfd: int, proc: dict[str, Any], console_fd: int | None,
-             preserve_fds: int) -> None:
+             preserve_fds: int, sec) -> None:
     """The exec'd process, in every namespace of the container; ends in execve."""
     try:
         user = proc.get("user", {})
@@ -219,8 +227,12 @@ def _process(wfd: int, proc: dict[str, Any], console_fd: int | None,
         ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
         ps.set_oom_score_adj(proc.get("oomScoreAdj"))
         env = ps.build_env(proc)
+        if sec is not None and sec.early:
+            sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
         ps.set_user(proc, "process")
         program = ps.find_program(proc["args"][0], env)
+        if sec is not None:
+            sec.load()
         ps.reset_signals()
         ps.close_fds_from(3 + preserve_fds, keep=(wfd,))
         for fd in range(3, 3 + preserve_fds):

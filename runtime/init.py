@@ -79,6 +79,11 @@ def _run(ctx: InitContext) -> None:
     if not go or go.get("type") != "go":
         os._exit(1)  # the parent went away: nothing to report to
     state = go["state"]
+    # Before any namespace join and pivot_root: libseccomp and the config come from the host.
+    sec = None
+    if spec.get("linux", {}).get("seccomp") is not None:
+        from runtime.linux import seccomp
+        sec = seccomp.prepare(spec["linux"]["seccomp"], "linux.seccomp", proc, state)
     if "user" in ctx.new_ns:
         _become_root_in_userns()
     for nstype, fd in ctx.join_fds:
@@ -128,8 +133,12 @@ def _run(ctx: InitContext) -> None:
     _chdir(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
     env = ps.build_env(proc)
+    if sec is not None and sec.early:
+        sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
     ps.set_user(proc, "process")
     program = ps.find_program(proc["args"][0], env)
+    if sec is not None:
+        sec.load()  # last, but before "ready" so create reports a failure
     ctx.channel.send({"type": "ready"})
     ctx.channel.close()
     # Blocks until `pyrunc start` opens the other end.

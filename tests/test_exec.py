@@ -110,3 +110,17 @@ def test_exec_tty_console_socket(pyrunc, running, tmp_path):
         assert data.strip().decode() == name
     finally:
         os.close(master)
+
+
+def test_exec_gets_the_containers_seccomp_filter(pyrunc, bundle):
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 1}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    pyrunc("run", "-d", "--bundle", bundle.path, cid, check=True)
+    p = pyrunc("exec", cid, "sh", "-c", "grep Seccomp: /proc/self/status; mkdir /dev/shm/x")
+    assert p.returncode != 0
+    assert b"Seccomp:\t2" in p.stdout and b"Operation not permitted" in p.stderr
