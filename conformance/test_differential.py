@@ -258,10 +258,6 @@ def no_mount_entries(cfg: Config, bundle: str) -> None:
 D = observe.DEFAULT_PROBES
 USERNS_DEV = {"userns_dev": "stat -c '%n|%F|%a|%u|%g|%t|%T' /dev /dev/null /dev/zero /dev/full "
                             "/dev/random /dev/urandom /dev/tty /dev/pts /dev/shm /dev/ptmx"}
-MQUEUE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "create.py clones every namespace at once, so the ipc namespace (and its mqueue root) "
-    "belongs to unmapped host root; runc makes the user namespace first and the others as "
-    "container root"))
 
 
 def case(name: str, mutate: Callable[[Config, str], None], probes: tuple[str, ...],
@@ -291,8 +287,7 @@ CASES = [
     case("sysctl", sysctl, (), {"sysctl": "cat /proc/sys/net/ipv4/ip_forward "
                                 "/proc/sys/kernel/shmmax /proc/sys/net/ipv4/ping_group_range"}),
     case("sysctl_slash_key", sysctl_slash_key, (),
-         {"sysctl": "cat /proc/sys/net/ipv4/ip_forward"}, marks=pytest.mark.xfail(
-             strict=True, reason="init._sysctl refuses keys written with '/', runc takes them")),
+         {"sysctl": "cat /proc/sys/net/ipv4/ip_forward"}),
     case("bind_mounts", bind_mounts, ("mountinfo",), BIND_PROBES),
     case("tmpfs_options", tmpfs_options, ("mountinfo",), TMPFS_PROBES),
     case("userns", userns, ("uid_map", "id", "status", "mountinfo", "write_root"),
@@ -301,8 +296,7 @@ CASES = [
          {"owners": "stat -c '%n %u %g' / /bin/busybox /etc/passwd /tmp",
           "mkdir": "mkdir /newdir && stat -c '%n %u %g' /newdir"}),
     case("userns_user", userns_user, ("uid_map", "id", "status"), USERNS_PROBES),
-    case("userns_mqueue_owner", userns, (), {"mqueue": "stat -c %u /dev/mqueue"},
-         marks=MQUEUE_XFAIL),
+    case("userns_mqueue_owner", userns, (), {"mqueue": "stat -c %u /dev/mqueue"}),
     case("devices", devices, ("dev",), DEV_PROBES),
     case("host_network", host_network, ("netdevs", "mountinfo"),
          {"lo_state": "cat /sys/class/net/lo/operstate"}),

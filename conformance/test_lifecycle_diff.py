@@ -178,13 +178,10 @@ def test_pidfile_and_state_pid_match_proc(pair, config):
 EXEC_PROBE = "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs)' /proc/self/status; pwd; umask; id -u"
 
 
-BARE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "cli.cmd_exec: a --process JSON without capabilities gets none; runc gives it the "
-    "container's process.capabilities"))
 
 
 @pytest.mark.parametrize("how", ["flags", "process_json",
-                                 pytest.param("process_json_bare", marks=BARE_XFAIL)])
+                                 "process_json_bare"])
 def test_exec_sees_the_same(pair, config, how, tmp_path):
     """`exec` into a running container: ids, capabilities, cwd, umask as runc gives them.
     process_json_bare leaves out capabilities, user and noNewPrivileges."""

@@ -251,6 +251,9 @@ def cmd_exec(args, log: Logger) -> int:
             raise PyruncError(f"--process {args.process}: {e}") from None
         if args.tty:
             proc["terminal"] = True
+        base = c.state.get("process", {})
+        if "capabilities" not in proc and "capabilities" in base:
+            proc["capabilities"] = base["capabilities"]  # runc: unset means the container's
     else:
         proc = process_from_flags(c.state.get("process", {}), args.argv, args.env,
                                   args.cwd, args.user, args.additional_gids, args.cap,

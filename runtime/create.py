@@ -74,13 +74,20 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         flags = 0
         new_ns: set[str] = set()
         join_child: list[tuple[str, int]] = []
+        userns_first = "user" in nss and not nss["user"]
         for nstype, path in nss.items():
             if not path:
                 new_ns.add(nstype)
                 # cgroup: unshared by the init once it is in its cgroup. time: its flag
                 # overlaps clone(2)'s exit-signal byte, and unshare() only moves children.
-                if nstype not in ("cgroup", "time"):
-                    flags |= NS_FLAGS[nstype]
+                # With a new user namespace, like runc, only it and the pid namespace come
+                # with the clone; the init unshares the rest as the namespace's root, so
+                # e.g. the mqueue root belongs to container root, not to unmapped host root.
+                if nstype in ("cgroup", "time"):
+                    continue
+                if userns_first and nstype not in ("user", "pid"):
+                    continue
+                flags |= NS_FLAGS[nstype]
                 continue
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

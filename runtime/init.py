@@ -86,6 +86,12 @@ def _run(ctx: InitContext) -> None:
         sec = seccomp.prepare(spec["linux"]["seccomp"], "linux.seccomp", proc, state)
     if "user" in ctx.new_ns:
         _become_root_in_userns()
+        later = 0
+        for nstype in ("mount", "uts", "ipc", "network"):
+            if nstype in ctx.new_ns:
+                later |= NS_FLAGS[nstype]
+        if later:
+            sc.unshare(later)  # as the user namespace's root (see create.py)
     for nstype, fd in ctx.join_fds:
         try:
             sc.setns(fd, NS_FLAGS[nstype])
@@ -203,9 +209,11 @@ def _loopback_up() -> None:
 
 def _sysctl(values: dict[str, str]) -> None:
     for key, value in values.items():
-        if "/" in key or ".." in key:
+        if ".." in key.split("/") or key.startswith("/"):
             raise PyruncError(f"linux.sysctl: bad key {key!r}")
-        path = "/proc/sys/" + key.replace(".", "/")
+        # runc takes both spellings: net.ipv4.ip_forward and net/ipv4/ip_forward (the
+        # latter keeps dots inside names, e.g. an interface called eth0.100).
+        path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
         try:
             with open(path, "w") as f:
                 f.write(value)
