@@ -18,6 +18,7 @@ from imagetool.registry.errors import AuthError, TransportError, registry_messag
 from imagetool.registry.transport import Transport
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
+_SCHEME = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_-]*)\s*")
 DEFAULT_EXPIRES = 60
 
 
@@ -33,7 +34,7 @@ def parse_challenges(header: str) -> list[Challenge]:
     pos = 0
     header = header or ""
     while pos < len(header):
-        m = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_-]*)\s*").match(header, pos)
+        m = _SCHEME.match(header, pos)
         if not m or m.end() == pos:
             break
         ch = Challenge(m.group(1).lower())
@@ -142,7 +143,9 @@ class Authenticator:
             resp = self._send("GET", url, headers, None, realm_host)
         with resp:
             if resp.status_code in (401, 403):
-                who = f"as {creds.username}" if creds and creds.username else "anonymously"
+                who = ("with the stored identity token" if creds and creds.identity_token
+                       else f"as {creds.username}" if creds and creds.username
+                       else "anonymously")
                 raise AuthError(f"{self.registry}: token server {realm} refused {who} for "
                                 f"{' '.join(scopes) or 'login'} (HTTP {resp.status_code})")
             if resp.status_code != 200:

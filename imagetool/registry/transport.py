@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import glob
 import os
+import re
 import ssl
 import threading
 import time
@@ -247,13 +248,19 @@ def _speaks_no_tls(e: BaseException) -> bool:
     return not _is_verify_failure(e) and any(m.lower() in str(e).lower() for m in _NOT_TLS)
 
 
+def _ssl_reason(e: BaseException) -> str:
+    """The innermost SSL message, e.g. `tlsv13 alert certificate required`."""
+    m = re.search(r"\[SSL: [A-Z0-9_]+\] ([^(]+?)\s*\(_ssl", str(e))
+    return m.group(1) if m else "see the registry's TLS setup"
+
+
 def _transport_error(registry: str, url: str, e: Exception) -> TransportError:
     if isinstance(e, requests.exceptions.SSLError):
         if _is_verify_failure(e):
             return TransportError(
                 f"{registry}: TLS certificate not trusted (put its CA in certs.d/{registry}/ca.crt"
                 f" or mark the registry insecure)")
-        return TransportError(f"{registry}: TLS handshake failed for {url}")
+        return TransportError(f"{registry}: TLS handshake failed ({_ssl_reason(e)})")
     if isinstance(e, requests.Timeout):
         return TransportError(f"{registry}: timed out on {url}")
     reason = str(e)

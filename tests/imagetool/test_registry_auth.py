@@ -20,6 +20,7 @@ from imagetool.registry.client import RegistryClient
 from imagetool.registry.credentials import Credentials, get_credentials, login, logout
 from imagetool.registry.errors import AuthError
 from imagetool.registry.transport import Transport
+from imagetool.store import Store
 from tests.imagetool.conftest import PASSWORD, USER, assert_clean
 from tests.imagetool.images import skopeo_copy
 from tests.imagetool.token_issuer import Grant
@@ -101,6 +102,25 @@ def test_token_expiry_fetches_a_new_token(registry, busybox_oci, docker_config):
         time.sleep(1.7)  # renewed a little before expiry (lifetime/5 early)
         manifests.fetch(c, "team/a", "latest", "x")
         assert len(reg.issuer.log) == 2
+
+
+def test_identity_token_from_config_json(registry, busybox_oci, store, docker_config):
+    """An `identitytoken` in config.json is traded for access tokens with an OAuth2
+    refresh_token POST, as Docker does after `docker login` to such registries."""
+    reg = registry("token", grants=TEAM)
+    _seed(reg, busybox_oci, "team/a")
+    reg.issuer.refresh_tokens["idtok-123"] = USER
+    with open(os.path.join(docker_config, "config.json"), "w") as f:
+        json.dump({"auths": {reg.host: {"identitytoken": "idtok-123"}}}, f)
+    reg.issuer.log.clear()
+    assert pull(store, reg.ref("team/a:latest"), config=reg.config(), progress=False)
+    assert [(r.user, r.scopes) for r in reg.issuer.log] == [
+        (USER, ["repository:team/a:pull"])]
+    reg.issuer.refresh_tokens.clear()  # revoked: a clear refusal
+    with pytest.raises(AuthError) as e:
+        pull(Store(store.root + "2"), reg.ref("team/a:latest"), config=reg.config(),
+             progress=False)
+    assert f"{reg.issuer.realm} refused with the stored identity token" in str(e.value)
 
 
 def test_token_wrong_password(registry, busybox_oci, store, docker_config):

@@ -52,6 +52,7 @@ class TokenIssuer:
     users: dict[str, str] = field(default_factory=lambda: {"alice": "s3cret"})
     grants: list[Grant] = field(default_factory=list)
     expires_in: int = 300
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # identity token -> user
     log: list[TokenRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -76,6 +77,9 @@ class TokenIssuer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 issuer._handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
+                issuer._handle_oauth(self)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -166,6 +170,28 @@ class TokenIssuer:
         issued = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._reply(h, 200, {"token": token, "access_token": token,
                              "expires_in": self.expires_in, "issued_at": issued})
+
+    def _handle_oauth(self, h: BaseHTTPRequestHandler) -> None:
+        """POST /token with grant_type=refresh_token: Docker's identity-token login."""
+        length = int(h.headers.get("Content-Length") or 0)
+        form = dict(parse_qsl(h.rfile.read(length).decode()))
+        user = self.refresh_tokens.get(form.get("refresh_token", ""))
+        if form.get("grant_type") != "refresh_token" or user is None:
+            self._record("?", [], [], 401)
+            self._reply(h, 401, {"error": "invalid_grant"})
+            return
+        scopes = form.get("scope", "").split()
+        access = []
+        for scope in scopes:
+            parts = scope.split(":")
+            if len(parts) == 3 and parts[0] == "repository":
+                allowed = self._allowed(user, parts[1])
+                access.append({"type": "repository", "name": parts[1],
+                               "actions": [a for a in parts[2].split(",") if a in allowed]})
+        token = self.sign(user, access)
+        self._record(user, scopes, access, 200)
+        self._reply(h, 200, {"access_token": token, "expires_in": self.expires_in,
+                             "scope": form.get("scope", "")})
 
     def _record(self, user: str, scopes: list[str], access: list[dict], status: int) -> None:
         with self._lock:
