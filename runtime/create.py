@@ -222,12 +222,12 @@ def _cgroup(linux: dict[str, Any], cid: str, rootless: bool):
         mgr.create()
         if linux.get("resources"):
             mgr.set(linux["resources"])
-    except PyruncError:
-        try:  # nothing half-made: remove whatever directories were created
+    except BaseException as e:
+        try:  # nothing half-made, whatever the failure: remove the directories created
             mgr.destroy()
         except (OSError, PyruncError):
             pass
-        if rootless and not linux.get("resources"):
+        if isinstance(e, PyruncError) and rootless and not linux.get("resources"):
             return None
         raise
     return mgr
