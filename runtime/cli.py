@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from runtime import OCI_VERSION, __version__, cli_cgroups  # TEMP(cgroups): was without cli_cgroups
+from runtime import OCI_VERSION, __version__, cli_cgroups
 from runtime.cliparse import Arg, Command, Opt, UsageError, help_text, parse, usage_error
 from runtime.errors import PyruncError
 from runtime.log import Logger
@@ -95,7 +95,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("validate", "check a bundle's config.json against specs/",
             [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
-cli_cgroups.register(COMMANDS)  # TEMP(cgroups)
+cli_cgroups.register(COMMANDS)
 
 
 def parse_signal(text: str) -> int:
@@ -294,4 +294,4 @@ HANDLERS = {"spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd
             "resume": cmd_resume, "list": cmd_list, "exec": cmd_exec,
             "features": cmd_features, "checkpoint": cmd_checkpoint, "restore": cmd_checkpoint,
             "validate": cmd_validate}
-HANDLERS.update(cli_cgroups.COMMANDS)  # TEMP(cgroups)
+HANDLERS.update(cli_cgroups.COMMANDS)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -67,13 +69,22 @@ class Manager:
     def apply(self, pid: int) -> None:
         raise NotImplementedError
 
-    def set(self, resources: dict[str, Any]) -> None:
+    def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
+        """Apply linux.resources; a setting the host can't apply raises, naming the controller."""
         raise NotImplementedError
 
     def pids(self) -> list[int]:
+        """Every process of the container, sub-cgroups included."""
         raise NotImplementedError
 
     def freeze(self, frozen: bool) -> None:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """The `data` of runc's `events --stats` line."""
         raise NotImplementedError
 
     def destroy(self) -> None:
@@ -81,6 +92,43 @@ class Manager:
 
     def to_state(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _kill_file(self) -> str | None:
+        """The cgroup.kill file covering the container, when the kernel has one."""
+        return None
+
+    def kill(self, sig: int = signal.SIGKILL) -> bool:
+        """Send `sig` to every process of the container; returns True (all were handled).
+
+        SIGKILL goes through cgroup.kill when there is one (atomic against fork). Otherwise
+        the cgroup is frozen while its pids are listed and signalled, so a forking process
+        can't slip a child past us; a container that was paused stays paused, except for
+        SIGKILL (a task frozen by the v1 freezer dies only once thawed).
+        """
+        was_frozen = self.frozen()
+        kill_file = self._kill_file() if sig == signal.SIGKILL else None
+        if kill_file:
+            write(os.path.dirname(kill_file), "cgroup.kill", "1")
+        else:
+            froze = False
+            if not was_frozen:
+                try:
+                    self.freeze(True)
+                    froze = True
+                except PyruncError:
+                    pass  # no freezer: signal anyway, as runc does
+            try:
+                for pid in self.pids():
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            finally:
+                if froze:
+                    self.freeze(False)
+        if was_frozen and sig == signal.SIGKILL:
+            self.freeze(False)
+        return True
 
 
 def relative_path(cgroups_path: str, cid: str) -> tuple[str, bool]:
@@ -98,13 +146,13 @@ def relative_path(cgroups_path: str, cid: str) -> tuple[str, bool]:
 def new_manager(cgroups_path: str, cid: str, root: str = "/sys/fs/cgroup") -> Manager:
     """The manager for a new container, chosen by what the host mounts at `root`."""
     path, absolute = relative_path(cgroups_path, cid)
-    mounts = discover()
-    own = own_cgroups()
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         from runtime.cgroups.v2 import V2Manager
-        base = "/" if absolute else own.get("", "/")
-        return V2Manager(os.path.join(root, os.path.join(base, path).lstrip("/")))
+        base = "/" if absolute else own_cgroups().get("", "/")
+        return V2Manager(os.path.join(root, os.path.join(base, path).lstrip("/")), root)
     from runtime.cgroups.v1 import V1Manager
+    mounts = discover()
+    own = own_cgroups()
     paths: dict[str, str] = {}
     hier: dict[str, dict[str, Any]] = {}
     for m in mounts:
@@ -122,7 +170,8 @@ def new_manager(cgroups_path: str, cid: str, root: str = "/sys/fs/cgroup") -> Ma
         for n in names:
             paths[n or "unified"] = full
         hier[os.path.basename(m["mountpoint"])] = {
-            "path": full, "fstype": m["fstype"], "options": m["options"]}
+            "path": full, "fstype": m["fstype"], "options": m["options"],
+            "mountpoint": m["mountpoint"]}
     return V1Manager(paths, hier)
 
 
@@ -132,7 +181,7 @@ def load_manager(state: dict[str, Any]) -> Manager | None:
         return None
     if cg.get("version") == 2:
         from runtime.cgroups.v2 import V2Manager
-        return V2Manager(cg["unified"])
+        return V2Manager(cg["unified"], cg.get("root", "/sys/fs/cgroup"))
     from runtime.cgroups.v1 import V1Manager
     return V1Manager(cg["paths"], cg.get("hierarchies", {}))
 
@@ -147,12 +196,46 @@ def write(path: str, name: str, value: str) -> None:
                           f"{e.strerror}") from None
 
 
-def read_pids(path: str) -> list[int]:
+def read(path: str, name: str) -> str | None:
+    """One cgroup file's text, stripped; None when the file (or the cgroup) is gone."""
     try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
+        with open(os.path.join(path, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def read_pids(path: str) -> list[int]:
+    """Pids in cgroup.procs of `path` and of every cgroup below it (the container may make
+    sub-cgroups of its own); bounded so a hostile deep tree can't stall us."""
+    out: list[int] = []
+    seen = 0
+    for dirpath, dirnames, _files in os.walk(path):
+        seen += 1
+        if seen > 10000:
+            break
+        dirnames.sort()
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def number(value: Any, field: str) -> int:
+    """An integer from linux.resources (bools and strings are rejected, naming the field)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PyruncError(f"linux.resources.{field}: must be an integer, not {value!r}")
+    return value
+
+
+def remove_tree(path: str) -> None:
+    """Remove a cgroup and any sub-cgroups the container made, deepest first."""
+    subdirs = [d for d, _sub, _files in os.walk(path)]
+    for d in reversed(subdirs[1:]):
+        rmdir_retry(d)
+    rmdir_retry(path)
 
 
 def rmdir_retry(path: str, tries: int = 50) -> None:

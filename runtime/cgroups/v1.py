@@ -1,15 +1,22 @@
-"""cgroup v1 (and hybrid hosts): one directory per hierarchy, the same relative path in each."""
+"""cgroup v1 (and hybrid hosts): one directory per hierarchy, the same relative path in each.
+
+On a hybrid host the container is also placed in the cgroup2 mount ("unified" in `paths`):
+its cgroup.kill makes SIGKILL atomic, and controllers bound there (hugetlb on this host) are
+used for the settings that need them.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 
 from runtime.cgroups import resources_v1
-from runtime.cgroups.manager import Manager, read_pids, rmdir_retry, write
+from runtime.cgroups.manager import Manager, read, read_pids, remove_tree, write
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -18,7 +25,7 @@ class V1Manager(Manager):
 
     def __init__(self, paths: dict[str, str], hierarchies: dict[str, dict[str, Any]]) -> None:
         self.paths = paths  # controller (or name=X, or "unified") -> directory
-        self.hierarchies = hierarchies  # mount basename -> {path, fstype, options}
+        self.hierarchies = hierarchies  # mount basename -> {path, fstype, options, mountpoint}
 
     def _dirs(self) -> list[str]:
         return sorted(set(self.paths.values()))
@@ -41,31 +48,79 @@ class V1Manager(Manager):
         for d in self._dirs():
             write(d, "cgroup.procs", str(pid))
 
-    def set(self, resources: dict[str, Any]) -> None:
-        resources_v1.apply(self.paths, resources)
+    def unified_root(self) -> str | None:
+        """Mount point of the cgroup2 hierarchy beside the v1 ones, if there is one."""
+        for h in self.hierarchies.values():
+            if h.get("fstype") == "cgroup2":
+                if h.get("mountpoint"):
+                    return h["mountpoint"]
+                break
+        if "unified" not in self.paths:
+            return None
+        from runtime.cgroups.manager import discover
+        for m in discover():
+            if m["fstype"] == "cgroup2" and self.paths["unified"].startswith(m["mountpoint"]):
+                return m["mountpoint"]
+        return None
+
+    def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
+        resources_v1.apply(self.paths, resources, warn, self.unified_root())
 
     def pids(self) -> list[int]:
-        for key in ("pids", "freezer", "memory", "cpu"):
+        for key in ("pids", "freezer", "memory", "cpu", "unified"):
             if key in self.paths:
                 return read_pids(self.paths[key])
         dirs = self._dirs()
         return read_pids(dirs[0]) if dirs else []
 
-    def freeze(self, frozen: bool) -> None:
+    def frozen(self) -> bool:
+        path = self.paths.get("freezer")
+        return bool(path) and read(path, "freezer.state") == "FROZEN"
+
+    def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
+        """FROZEN/THAWED through freezer.state, waiting until the kernel reports it.
+
+        Freezing can sit in FREEZING while tasks keep forking; then thaw briefly and retry
+        (what runc does too). If it never settles, thaw and fail rather than leave it half
+        frozen."""
         path = self.paths.get("freezer")
         if not path:
-            raise PyruncError("cgroup freezer: not mounted on this host; cannot pause")
-        write(path, "freezer.state", "FROZEN" if frozen else "THAWED")
+            raise PyruncError("cgroup freezer: the freezer controller is not mounted on this "
+                              "host; cannot pause")
         want = "FROZEN" if frozen else "THAWED"
-        for _ in range(1000):
-            with open(os.path.join(path, "freezer.state")) as f:
-                if f.read().strip() == want:
-                    return
-            os.sched_yield()
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            write(path, "freezer.state", want)
+            state = read(path, "freezer.state")
+            if state == want or state is None:
+                return
+            if time.monotonic() > deadline:
+                break
+            attempt += 1
+            if frozen and attempt % 50 == 0:
+                write(path, "freezer.state", "THAWED")
+                time.sleep(0.01)
+            else:
+                time.sleep(min(0.0001 * attempt, 0.01))
+        if frozen:
+            write(path, "freezer.state", "THAWED")
+        raise PyruncError(f"cgroup freezer {path}: still {state} after {timeout:g}s; "
+                          f"unable to {'freeze' if frozen else 'thaw'}")
+
+    def _kill_file(self) -> str | None:
+        unified = self.paths.get("unified")
+        if unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
+            return os.path.join(unified, "cgroup.kill")
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        from runtime.cgroups import stats
+        return stats.v1_stats(self.paths)
 
     def destroy(self) -> None:
         for d in self._dirs():
-            rmdir_retry(d)
+            remove_tree(d)
 
     def to_state(self) -> dict[str, Any]:
         return {"version": 1, "paths": self.paths, "hierarchies": self.hierarchies}

@@ -4,58 +4,77 @@ the controller logic is tested over a fake cgroupfs tree (tests say which is whi
 from __future__ import annotations
 
 import os
+import time
 
-from runtime.cgroups.manager import Manager, read_pids, rmdir_retry, write
+from runtime.cgroups.manager import Manager, read, read_pids, remove_tree, write
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
 class V2Manager(Manager):
     version = 2
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, root: str = "/sys/fs/cgroup") -> None:
         self.path = path
+        self.root = root  # the cgroup2 mount point
 
     def create(self) -> None:
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as e:
             raise PyruncError(f"cgroup {self.path}: cannot create: {e.strerror}") from None
+        from runtime.cgroups.resources_v2 import enable_controllers
+        enable_controllers(self.root, self.path)
 
     def apply(self, pid: int) -> None:
         write(self.path, "cgroup.procs", str(pid))
 
-    def set(self, resources: dict[str, Any]) -> None:
+    def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
         from runtime.cgroups import resources_v2
-        resources_v2.apply(self.path, resources)
+        resources_v2.apply(self.path, resources, warn, self.root)
 
     def pids(self) -> list[int]:
         return read_pids(self.path)
 
-    def freeze(self, frozen: bool) -> None:
+    def frozen(self) -> bool:
+        return read(self.path, "cgroup.freeze") == "1"
+
+    def freeze(self, frozen: bool, timeout: float = 10.0) -> None:
+        """Write cgroup.freeze and wait for cgroup.events to report it (bounded)."""
+        if not os.path.exists(os.path.join(self.path, "cgroup.freeze")):
+            raise PyruncError(f"cgroup {self.path}: no cgroup.freeze (kernel older than 5.2); "
+                              "cannot pause")
         write(self.path, "cgroup.freeze", "1" if frozen else "0")
         want = "frozen 1" if frozen else "frozen 0"
-        for _ in range(1000):
-            try:
-                with open(os.path.join(self.path, "cgroup.events")) as f:
-                    if want in f.read().splitlines():
-                        return
-            except FileNotFoundError:
+        deadline = time.monotonic() + timeout
+        delay = 0.0001
+        while True:
+            events = read(self.path, "cgroup.events")
+            if events is None or want in events.splitlines():
                 return
-            os.sched_yield()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        if frozen:
+            write(self.path, "cgroup.freeze", "0")
+        raise PyruncError(f"cgroup {self.path}: not {'frozen' if frozen else 'thawed'} after "
+                          f"{timeout:g}s")
 
-    def kill(self) -> bool:
-        """SIGKILL every process through cgroup.kill when the kernel has it."""
-        if not os.path.exists(os.path.join(self.path, "cgroup.kill")):
-            return False
-        write(self.path, "cgroup.kill", "1")
-        return True
+    def _kill_file(self) -> str | None:
+        f = os.path.join(self.path, "cgroup.kill")
+        return f if os.path.exists(f) else None
+
+    def stats(self) -> dict[str, Any]:
+        from runtime.cgroups import stats
+        return stats.v2_stats(self.path)
 
     def destroy(self) -> None:
-        rmdir_retry(self.path)
+        remove_tree(self.path)
 
     def to_state(self) -> dict[str, Any]:
-        return {"version": 2, "unified": self.path}
+        return {"version": 2, "unified": self.path, "root": self.root}

@@ -1,0 +1,181 @@
+"""`update`, `events` and `ps`: runc's flags for the cgroup commands.
+
+runtime/cli.py calls register(COMMANDS) to add the command specs to its table and merges
+our COMMANDS (name -> handler) into its HANDLERS. Nothing beyond sys is imported at module
+level; the handlers import runtime.ops_cgroups only when run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runtime.errors import PyruncError
+
+TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+    from runtime.log import Logger
+
+_BYTES_RE = r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$"
+_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """A size as runc's --memory flags take it: "-1" (unlimited), bytes, or 512k, 64m, 1.5g,
+    2GiB (binary units, as docker/go-units' RAMInBytes)."""
+    if text.strip() == "-1":
+        return -1
+    import re
+    m = re.match(_BYTES_RE, text.strip())
+    if not m:
+        raise PyruncError(f"invalid value for {flag}: {text!r}")
+    return int(float(m.group(1)) * _MULT[(m.group(2) or "").lower()])
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration ("5s", "500ms", "1m30s", "2h") in seconds; a bare number is seconds."""
+    import re
+    t = text.strip()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise PyruncError(f"invalid duration {text!r} (e.g. 5s, 500ms, 1m)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise PyruncError(f"invalid value for {flag}: {text!r}") from None
+
+
+def _commands() -> list[Any]:
+    from runtime.cliparse import Arg, Command, Opt
+    ident = [Arg("id", "the container id")]
+    return [
+        Command("update", "update a running container's resource limits (cgroups)", [
+            Opt("--resources", "-r", value="FILE",
+                help="LinuxResources JSON file, or - for stdin (other flags are then ignored)"),
+            Opt("--memory", value="BYTES", help="memory limit (bytes, 64m, 1g; -1: none)"),
+            Opt("--memory-reservation", value="BYTES", help="memory soft limit"),
+            Opt("--memory-swap", value="BYTES", help="memory+swap limit (-1: unlimited)"),
+            Opt("--kernel-memory", value="BYTES", help="ignored (deprecated), as in runc"),
+            Opt("--kernel-memory-tcp", value="BYTES", help="kernel TCP buffer limit (v1)"),
+            Opt("--cpu-shares", "--cpu-share", value="N", help="CPU shares (relative weight)"),
+            Opt("--cpu-quota", value="USECS", help="CFS quota per period (-1: none)"),
+            Opt("--cpu-period", value="USECS", help="CFS period"),
+            Opt("--cpu-rt-period", value="USECS", help="realtime period"),
+            Opt("--cpu-rt-runtime", value="USECS", help="realtime runtime per period"),
+            Opt("--cpuset-cpus", value="LIST", help="CPUs to use (0-3, 0,1)"),
+            Opt("--cpuset-mems", value="LIST", help="memory nodes to use"),
+            Opt("--pids-limit", value="N", help="maximum number of pids (-1: none)"),
+            Opt("--blkio-weight", value="N", help="block IO weight, 10 to 1000"),
+            Opt("--l3-cache-schema", value="SCHEMA", help="refused: no Intel RDT"),
+            Opt("--mem-bw-schema", value="SCHEMA", help="refused: no Intel RDT"),
+        ], ident),
+        Command("events", "print stats and OOM events as JSON lines", [
+            Opt("--interval", value="DURATION", default="5s", help="stats interval"),
+            Opt("--stats", help="print the stats once and exit"),
+        ], ident),
+        Command("ps", "list the processes of a container", [
+            Opt("--format", "-f", value="FMT", default="table", choices=("table", "json")),
+        ], ident + [Arg("ps_args", "options for ps(1), table format (default -ef)",
+                        rest=True)]),
+    ]
+
+
+def register(commands: dict[str, Any]) -> None:
+    """Add update/events/ps to the CLI's command table (runtime/cli.py's COMMANDS)."""
+    for c in _commands():
+        commands[c.name] = c
+
+
+def resources_from_flags(args: Any) -> dict[str, Any]:
+    """The LinuxResources that runc's per-field flags describe (only the given fields)."""
+    r: dict[str, Any] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        r.setdefault(section, {})[key] = value
+
+    for flag, key in (("memory", "limit"), ("memory_reservation", "reservation"),
+                      ("memory_swap", "swap"), ("kernel_memory", "kernel"),
+                      ("kernel_memory_tcp", "kernelTCP")):
+        v = getattr(args, flag)
+        if v is not None:
+            put("memory", key, parse_bytes(v, "--" + flag.replace("_", "-")))
+    for flag, key in (("cpu_shares", "shares"), ("cpu_quota", "quota"),
+                      ("cpu_period", "period"), ("cpu_rt_period", "realtimePeriod"),
+                      ("cpu_rt_runtime", "realtimeRuntime")):
+        v = getattr(args, flag)
+        if v is not None:
+            put("cpu", key, _int(v, "--" + flag.replace("_", "-")))
+    if args.cpuset_cpus is not None:
+        put("cpu", "cpus", args.cpuset_cpus)
+    if args.cpuset_mems is not None:
+        put("cpu", "mems", args.cpuset_mems)
+    if args.pids_limit is not None:
+        put("pids", "limit", _int(args.pids_limit, "--pids-limit"))
+    if args.blkio_weight is not None:
+        w = _int(args.blkio_weight, "--blkio-weight")
+        if w and not 10 <= w <= 1000:
+            raise PyruncError(f"invalid value for --blkio-weight: {w} (range 10 to 1000)")
+        put("blockIO", "weight", w)
+    return r
+
+
+def _read_resources(src: str) -> dict[str, Any]:
+    import json
+    try:
+        if src == "-":
+            text = sys.stdin.read()
+        else:
+            with open(src) as f:
+                text = f.read()
+    except OSError as e:
+        raise PyruncError(f"--resources {src}: {e.strerror}") from None
+    try:
+        r = json.loads(text)
+    except ValueError as e:
+        raise PyruncError(f"--resources {src}: not valid JSON: {e}") from None
+    if not isinstance(r, dict):
+        raise PyruncError(f"--resources {src}: must be a JSON object (LinuxResources)")
+    return r
+
+
+def _container(args: Any):
+    from runtime.container import Container
+    return Container(args.root, args.id)
+
+
+def cmd_update(args: Any, log: Logger) -> int:
+    if args.l3_cache_schema or args.mem_bw_schema:
+        raise PyruncError("update: Intel RDT (--l3-cache-schema, --mem-bw-schema) is not "
+                          "supported")
+    r = _read_resources(args.resources) if args.resources else resources_from_flags(args)
+    from runtime.ops_cgroups import update
+    update(_container(args), r, log.warn)
+    return 0
+
+
+def cmd_events(args: Any, log: Logger) -> int:
+    from runtime.ops_cgroups import events
+    events(_container(args), parse_duration(args.interval), args.stats)
+    return 0
+
+
+def cmd_ps(args: Any, log: Logger) -> int:
+    ps_args = list(args.ps_args or [])
+    if ps_args and ps_args[0] == "--":
+        ps_args = ps_args[1:]
+    from runtime.ops_cgroups import ps
+    ps(_container(args), args.format, ps_args)
+    return 0
+
+
+COMMANDS = {"update": cmd_update, "events": cmd_events, "ps": cmd_ps}
