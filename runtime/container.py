@@ -106,19 +106,16 @@ class Container:
             raise NotRunningError(self.id) from None
 
     def _signal_all(self, sig: int) -> None:
+        """Every process of the container: the cgroup manager freezes while it signals (or
+        uses cgroup.kill for SIGKILL), so a forking process can't slip a child past us."""
         mgr = load_manager(self.state)
-        pids = mgr.pids() if mgr else [self.pid]
-        frozen = self.status() == "paused"
-        if sig == signal.SIGKILL and mgr is not None and getattr(mgr, "kill", None):
-            if mgr.kill():  # type: ignore[attr-defined]
-                return
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if frozen and mgr is not None and sig == signal.SIGKILL:
-            mgr.freeze(False)  # a frozen task only dies once thawed
+        if mgr is not None:
+            mgr.kill(sig)
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def delete(self, force: bool, warn: Callable[[str], None]) -> None:
         """Remove a stopped (or, like runc, a created) container; --force kills a live one."""
