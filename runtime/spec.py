@@ -132,6 +132,12 @@ def check_process(proc: dict[str, Any], p: str) -> None:
               f"{p}.oomScoreAdj", "must be an integer from -1000 to 1000")
     _want(isinstance(proc.get("noNewPrivileges", False), bool), f"{p}.noNewPrivileges",
           "must be a boolean")
+    if proc.get("apparmorProfile"):
+        _want(os.path.exists("/sys/module/apparmor/parameters/enabled"),
+              f"{p}.apparmorProfile", "AppArmor is not enabled on this host")
+    if proc.get("selinuxLabel"):
+        _want(os.path.exists("/sys/fs/selinux"), f"{p}.selinuxLabel",
+              "SELinux is not enabled on this host")
 
 
 def _check_hooks(hooks: Any) -> None:
@@ -212,6 +218,9 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
                    "unbindable", "runbindable"), "linux.rootfsPropagation",
           f"unknown propagation {prop!r}")
     _want(isinstance(linux.get("cgroupsPath", ""), str), "linux.cgroupsPath", "must be a string")
+    if linux.get("mountLabel"):
+        _want(os.path.exists("/sys/fs/selinux"), "linux.mountLabel",
+              "SELinux is not enabled on this host")
     if linux.get("resources") is not None:
         _want(isinstance(linux["resources"], dict), "linux.resources", "must be an object")
 

@@ -43,9 +43,18 @@ def _create_fails(pyrunc, bundle, *words: bytes) -> bytes:
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1, "size": 1}]),
      [b"linux.uidMappings"]),
     (lambda c: c["linux"]["resources"].update(cpu={"cpus": "63"}), [b"cpuset"]),
+    pytest.param(lambda c: c["process"].update(apparmorProfile="docker-default"),
+                 [b"process.apparmorProfile", b"AppArmor"], marks=pytest.mark.skipif(
+                     os.path.exists("/sys/module/apparmor/parameters/enabled"),
+                     reason="this host has AppArmor: the profile would be applied")),
+    pytest.param(lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"),
+                 [b"process.selinuxLabel", b"SELinux"], marks=pytest.mark.skipif(
+                     os.path.exists("/sys/fs/selinux"),
+                     reason="this host has SELinux: the label would be applied")),
 ], ids=["no-args", "empty-args", "relative-dest", "bad-ns", "bad-cap", "neg-uid",
         "rlimit-too-high", "no-rootfs", "missing-binary", "not-in-path", "relative-cwd",
-        "bad-sysctl", "maps-without-userns", "cgroup-value-refused"])
+        "bad-sysctl", "maps-without-userns", "cgroup-value-refused", "apparmor-absent",
+        "selinux-absent"])
 def test_bad_config_is_one_clear_line(pyrunc, bundle, mutate, words):
     mutate(bundle.config)
     bundle.write()
