@@ -219,11 +219,7 @@ def _process(wfd: int, proc: dict[str, Any], console_fd: int | None,
             os.setsid()
             setup_console(console_fd, user.get("uid", 0), user.get("gid", 0), bind=False)
             os.close(console_fd)
-        try:
-            os.chdir(proc.get("cwd", "/"))
-        except OSError as e:
-            raise PyruncError(f"process.cwd: cannot chdir to {proc.get('cwd')}: "
-                              f"{e.strerror}") from None
+        ps.chdir_inside(proc.get("cwd", "/"))
         ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
         ps.set_oom_score_adj(proc.get("oomScoreAdj"))
         env = ps.build_env(proc)

@@ -136,7 +136,7 @@ def _run(ctx: InitContext) -> None:
         from runtime.console import setup_console
         setup_console(ctx.console_fd, user.get("uid", 0), user.get("gid", 0))
         os.close(ctx.console_fd)
-    _chdir(proc.get("cwd", "/"))
+    ps.chdir_inside(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
     env = ps.build_env(proc)
     if sec is not None and sec.early:
@@ -220,11 +220,3 @@ def _sysctl(values: dict[str, str]) -> None:
         except OSError as e:
             raise PyruncError(f"linux.sysctl.{key}: cannot set to {value!r}: "
                               f"{e.strerror}") from None
-
-
-def _chdir(cwd: str) -> None:
-    """cwd is resolved after pivot_root, so it can only name a place inside the rootfs."""
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise PyruncError(f"process.cwd: cannot chdir to {cwd}: {e.strerror}") from None

@@ -32,6 +32,21 @@ def set_rlimits(rlimits: list[dict[str, Any]], where: str) -> None:
                               f"hard {cur[1]}") from None
 
 
+def chdir_inside(cwd: str) -> None:
+    """chdir, then prove the result is reachable from our root: a cwd such as
+    /proc/self/fd/N naming a host directory would otherwise escape (CVE-2024-21626)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise PyruncError(f"process.cwd: cannot chdir to {cwd}: {e.strerror}") from None
+    try:
+        where = os.getcwd()
+    except OSError:
+        where = ""
+    if not where.startswith("/"):
+        raise PyruncError(f"process.cwd: {cwd} is outside the container's root")
+
+
 def set_oom_score_adj(value: int | None) -> None:
     if value is None:
         return
