@@ -1,3 +1,3 @@
-from runtime.cli import main
+from runtime.cli import entry
 
-raise SystemExit(main())
+entry()

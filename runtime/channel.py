@@ -7,8 +7,9 @@ An EOF means the other side died; the init treats it as "abort".
 
 from __future__ import annotations
 
-import json
 import os
+
+from runtime import jsonio
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Channel:
         return cls(c2p_r, p2c_w), cls(p2c_r, c2p_w)
 
     def send(self, msg: dict[str, Any]) -> None:
-        data = json.dumps(msg).encode() + b"\n"
+        data = jsonio.dumps(msg).encode() + b"\n"
         while data:
             n = os.write(self.wfd, data)
             data = data[n:]
@@ -41,7 +42,7 @@ class Channel:
                 return None
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)
+        return jsonio.loads(line)
 
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):

@@ -7,12 +7,11 @@ Kept thin and cheap to import: our own small parser (runtime/cliparse.py; argpar
 
 from __future__ import annotations
 
-import json
+import _signal as signal  # `signal` imports enum: ~1.5 ms
 import os
-import signal
 import sys
 
-from runtime import OCI_VERSION, __version__, cli_cgroups
+from runtime import OCI_VERSION, __version__, cli_cgroups, jsonio
 from runtime.cliparse import Arg, Command, Opt, UsageError, help_text, parse, usage_error
 from runtime.errors import PyruncError
 from runtime.log import Logger
@@ -113,6 +112,15 @@ def parse_signal(text: str) -> int:
     return int(sig)
 
 
+def entry() -> None:
+    """The console entry point: main(), then exit without the interpreter's teardown
+    (2-3 ms a call); everything we write is flushed or written unbuffered first."""
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(sys.argv[1:] if argv is None else argv, GLOBAL, COMMANDS)
@@ -144,10 +152,18 @@ def cmd_spec(args, log: Logger) -> int:
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path):
         raise PyruncError(f"{path} exists: remove it first")
+    import json
     data = json.dumps(default_spec(args.rootless), indent="\t") + "\n"
     from runtime.state import atomic_write
     atomic_write(path, data.encode(), 0o666 & ~_umask())
     return 0
+
+
+def _ensure_site() -> None:
+    """The fast launcher runs python -I -S (no site-packages); jsonschema lives there."""
+    if not any(p.endswith("site-packages") for p in sys.path):
+        import site
+        site.main()
 
 
 def _umask() -> int:
@@ -187,7 +203,7 @@ def cmd_start(args, log: Logger) -> int:
 
 
 def cmd_state(args, log: Logger) -> int:
-    print(json.dumps(_container(args).public(), indent=2))
+    print(jsonio.dumps(_container(args).public(), indent=2))
     return 0
 
 
@@ -226,7 +242,7 @@ def cmd_list(args, log: Logger) -> int:
         for it in items:
             print(it["id"])
     elif args.format == "json":
-        print(json.dumps(items))
+        print(jsonio.dumps(items))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(i["id"], str(i["pid"]), i["status"], i["bundle"], i["created"],
@@ -246,7 +262,7 @@ def cmd_exec(args, log: Logger) -> int:
     if args.process:
         try:
             with open(args.process, "rb") as f:
-                proc = json.loads(f.read())
+                proc = jsonio.loads(f.read())
         except (OSError, ValueError) as e:
             raise PyruncError(f"--process {args.process}: {e}") from None
         if args.tty:
@@ -268,7 +284,7 @@ def cmd_exec(args, log: Logger) -> int:
 
 def cmd_features(args, log: Logger) -> int:
     from runtime.features import features
-    print(json.dumps(features(), indent=4))
+    print(jsonio.dumps(features(), indent=4))
     return 0
 
 
@@ -278,6 +294,7 @@ def cmd_checkpoint(args, log: Logger) -> int:
 
 
 def cmd_validate(args, log: Logger) -> int:
+    _ensure_site()
     from runtime.validate import validate_bundle
     problems = validate_bundle(args.bundle)
     for p in problems:

@@ -6,11 +6,10 @@ different processes (as shims do) always agree.
 
 from __future__ import annotations
 
+import _signal as signal  # `signal` imports enum: ~1.5 ms
 import errno
 import os
-import signal
 import time
-from collections.abc import Callable
 
 from runtime import hooks
 from runtime.cgroups import load_manager
@@ -19,6 +18,7 @@ from runtime.state import StateDir, public_state, status_of
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 

@@ -5,8 +5,7 @@ subprocess is imported only when a hook exists, to keep create/start/delete fast
 
 from __future__ import annotations
 
-import json
-
+from runtime import jsonio
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -19,7 +18,7 @@ def run(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:
     if not hooks:
         return
     import subprocess
-    data = json.dumps(state).encode()
+    data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
         args = h.get("args") or [h["path"]]
         env = dict(e.partition("=")[::2] for e in h.get("env", []))

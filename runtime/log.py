@@ -5,10 +5,11 @@ containerd's shim reads the last {"level":"error","msg":...} line of the --log f
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from runtime import jsonio
 
 
 class Logger:
@@ -21,8 +22,8 @@ class Logger:
         t = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
-        return f'time="{stamp}" level={level} msg={json.dumps(msg)}\n'
+            return jsonio.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+        return f'time="{stamp}" level={level} msg={jsonio.dumps(msg)}\n'
 
     def _write(self, level: str, msg: str) -> None:
         if not self.path:

@@ -7,10 +7,9 @@ JSON path of the bad field, e.g. ``config.json: process.args: must be a non-empt
 
 from __future__ import annotations
 
-import json
 import os
 
-from runtime import OCI_VERSION
+from runtime import OCI_VERSION, jsonio
 from runtime.errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -34,7 +33,7 @@ def load(bundle: str) -> Spec:
     except OSError as e:
         raise ConfigError("", f"cannot read: {e.strerror}") from None
     try:
-        spec = json.loads(raw)
+        spec = jsonio.loads(raw)
     except ValueError as e:
         raise ConfigError("", f"invalid JSON: {e}") from None
     check(spec)

@@ -32,3 +32,17 @@ if ! .venv/bin/python -c "import runtime, pytest, jsonschema" 2>/dev/null \
 fi
 # Every pyrunc call is a fresh interpreter and PYTHONDONTWRITEBYTECODE may be set: ship .pyc.
 .venv/bin/python -m compileall -q -j 0 runtime imagetool >/dev/null
+# pyrunc's own launcher instead of pip's console script: `python -I -S` skips site-packages
+# (the runtime needs only the standard library; `validate` adds site itself), the caller's
+# PYTHON* variables, and ~2 ms of start-up on every call shims make.
+repo=$(pwd)
+cat > .venv/bin/pyrunc.tmp <<EOF
+#!$repo/.venv/bin/python3 -IS
+# Written by scripts/install.sh: pyrunc's fast launcher (see README, "Speed").
+import sys
+sys.path.insert(0, "$repo")
+from runtime.cli import entry
+entry()
+EOF
+chmod 755 .venv/bin/pyrunc.tmp
+mv .venv/bin/pyrunc.tmp .venv/bin/pyrunc

@@ -7,9 +7,9 @@ hybrid (v1 controllers, possibly with a cgroup2 mount holding no controllers bes
 
 from __future__ import annotations
 
+import _signal as signal  # `signal` imports enum: ~1.5 ms
 import errno
 import os
-import signal
 import time
 
 from runtime.errors import PyruncError
