@@ -1,0 +1,192 @@
+"""Helpers shared by the benchmarks: timed spawns, child-subreaper, percentiles, tables, and
+facts about the checkout (bytecode freshness, git state) recorded next to the figures.
+
+Commands are started with os.posix_spawn (vfork + exec: no Python fork cost) and reaped with
+wait4 on their own pid, so the harness adds the same small constant to every runtime and we
+also get the command's CPU time. stdin and stdout go to /dev/null or a file, never to a pipe:
+a created container keeps create's stdio open, so reading such a pipe to EOF would wait for
+the container.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+
+PR_SET_CHILD_SUBREAPER = 36
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class CommandFailed(RuntimeError):
+    """A timed command exited non-zero; the message carries its stderr."""
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants, as containerd's shim does, so we can reap container inits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def reap_strays() -> int:
+    """Reap any zombie children we adopted but did not wait for; return how many."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid == 0:
+            return n
+        n += 1
+
+
+class Timing(float):
+    """A command's wall-clock ms (the float value itself, so callers may treat it as a plain
+    number), with .wall_ms, .cpu_ms (user + system of the command and the children it
+    waited for) and .rc."""
+
+    def __new__(cls, wall_ms: float, cpu_ms: float, rc: int) -> Timing:
+        self = super().__new__(cls, wall_ms)
+        self.wall_ms = wall_ms
+        self.cpu_ms = cpu_ms
+        self.rc = rc
+        return self
+
+
+def timed(argv: Sequence[str], errlog: str, stdout: str = os.devnull,
+          env: Mapping[str, str] | None = None) -> Timing:
+    """Run argv to completion; stderr is appended to errlog."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+    ]
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], list(argv), os.environ if env is None else env,
+                         file_actions=actions)
+    _, status, ru = os.wait4(pid, 0)
+    t1 = time.perf_counter_ns()
+    return Timing((t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3,
+                  os.waitstatus_to_exitcode(status))
+
+
+def check(argv: Sequence[str], errlog: str, stdout: str = os.devnull,
+          env: Mapping[str, str] | None = None) -> Timing:
+    """timed(), raising CommandFailed with the tail of errlog when the command fails."""
+    size = os.path.getsize(errlog) if os.path.exists(errlog) else 0
+    t = timed(argv, errlog, stdout, env)
+    if t.rc != 0:
+        with open(errlog, "rb") as f:
+            f.seek(size)
+            tail = f.read().decode(errors="replace").strip()
+        raise CommandFailed(f"{' '.join(argv)} exited {t.rc}: {tail[-2000:]}")
+    return t
+
+
+def wait_exit(pid: int, timeout: float = 10.0) -> str:
+    """Wait for a container init to exit: waitpid when it is our (adopted) child, else poll
+    /proc until it is gone or a zombie. Returns the method used."""
+    try:
+        os.waitpid(pid, 0)
+        return "waitpid"
+    except ChildProcessError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            return "poll"
+        if raw[raw.rindex(b")") + 2:][:1] in (b"Z", b"X"):
+            return "poll"
+        time.sleep(0.0002)
+    raise TimeoutError(f"pid {pid} still running after {timeout}s")
+
+
+class Summary(dict):
+    """summarise()'s result: a dict whose keys also read as attributes (s.median)."""
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self)
+
+
+def summarise(samples: Sequence[float]) -> Summary:
+    """n, median, p10, p90 (inclusive method), min and mean of the samples."""
+    if len(samples) == 1:
+        lo = hi = samples[0]
+    else:
+        deciles = statistics.quantiles(samples, n=10, method="inclusive")
+        lo, hi = deciles[0], deciles[-1]
+    return Summary(n=len(samples), median=round(statistics.median(samples), 3),
+                   p10=round(lo, 3), p90=round(hi, 3), min=round(min(samples), 3),
+                   mean=round(statistics.fmean(samples), 3))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table: first column left-aligned, the others right-aligned."""
+    cols = list(zip(headers, *rows, strict=True))
+    widths = [max(len(c) for c in col) for col in cols]
+    lines = []
+    for i, r in enumerate([headers, *rows]):
+        cells = [c.ljust(w) if j == 0 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def stale_bytecode(pkg: str = "runtime") -> list[str]:
+    """Sources under pkg whose __pycache__ .pyc is missing or older than the source. With
+    PYTHONDONTWRITEBYTECODE set, each of these is recompiled on every call."""
+    stale = []
+    for dirpath, _, files in os.walk(os.path.join(REPO, pkg)):
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            src = os.path.join(dirpath, name)
+            try:
+                with open(importlib.util.cache_from_source(src), "rb") as f:
+                    header = f.read(16)
+            except FileNotFoundError:
+                stale.append(os.path.relpath(src, REPO))
+                continue
+            st = os.stat(src)
+            mtime = int.from_bytes(header[8:12], "little")
+            size = int.from_bytes(header[12:16], "little")
+            if mtime != int(st.st_mtime) & 0xFFFFFFFF or size != st.st_size & 0xFFFFFFFF:
+                stale.append(os.path.relpath(src, REPO))
+    return sorted(stale)
+
+
+def first_line(argv: Sequence[str]) -> str:
+    """The first line a command prints (for versions), or '?'."""
+    try:
+        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "?"
+    out = (p.stdout or p.stderr).strip()
+    return out.splitlines()[0] if out else "?"
+
+
+def git_state() -> dict[str, object]:
+    """HEAD and the locally modified or untracked files under runtime/ (read-only git)."""
+    def git(*args: str) -> str:
+        p = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else ""
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "runtime").splitlines()]
+    return {"head": git("rev-parse", "HEAD"), "runtime_changes": dirty}

@@ -1,0 +1,366 @@
+"""Runtime latency side by side: pyrunc, runc and crun on one busybox bundle running /bin/true.
+
+    .venv/bin/python -m bench.runtime_bench [--runs N] [--warmup N] [--json OUT]
+                                            [--code snapshot|as-is]
+
+Per round, in an order rotated every round so drift hits every runtime alike:
+  run     `X run ID` in the foreground (it reaps its init and deletes the container itself)
+  cycle   `X create --pid-file P ID`, `X start ID`, waitpid(init) as the child subreaper
+          (what containerd's shim does), one `X state ID` that must say "stopped", and
+          `X delete ID`; each phase is timed, the cycle is their sum.
+crun refuses this host's hybrid cgroup layout, so it runs through a wrapper (a private mount
+namespace with the cgroup2 mount gone). The wrapper alone around /bin/true is measured in the
+same rounds, and so is runc through the same wrapper, to show the wrapper's effect on runc.
+See bench/README.md for what is measured, why it is fair, and the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench._common import (
+    REPO,
+    CommandFailed,
+    Timing,
+    become_subreaper,
+    check,
+    first_line,
+    git_state,
+    reap_strays,
+    stale_bytecode,
+    summarise,
+    table,
+    wait_exit,
+)
+
+PYRUNC = os.path.join(os.path.dirname(sys.executable), "pyrunc")
+UNIFIED = "/sys/fs/cgroup/unified"
+WRAP_SCRIPT = f'umount {UNIFIED} && exec "$@"'
+COMMAND_OPS = ("run", "create", "start", "state", "delete")
+PHASES = ("create", "start", "wait", "state", "delete")
+WRAPPED_PER_OP = {"run": 1, "create": 1, "start": 1, "state": 1, "delete": 1, "wait": 0,
+                  "cycle": 4}  # how many wrapped commands each measurement contains
+
+
+def which(name: str) -> str:
+    path = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if not path:
+        raise SystemExit(f"runtime_bench: {name} not found")
+    return path
+
+
+def wrap(argv: list[str]) -> list[str]:
+    """argv run in a private mount namespace with the cgroup2 mount unmounted (crun's need)."""
+    return [which("unshare"), "-m", which("sh"), "-c", WRAP_SCRIPT, "wrap", *argv]
+
+
+@dataclass
+class Subject:
+    """One runtime as benchmarked: a name, its argv prefix (with --root), its environment
+    (None: ours) and its samples, `op` for wall ms and `op_cpu` for CPU ms."""
+
+    name: str
+    prefix: list[str]
+    root: str
+    env: dict[str, str] | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    wait_methods: set[str] = field(default_factory=set)
+
+    def add(self, op: str, t: Timing | float) -> None:
+        if isinstance(t, Timing):
+            self.samples.setdefault(op, []).append(t.wall_ms)
+            self.samples.setdefault(op + "_cpu", []).append(t.cpu_ms)
+        else:
+            self.samples.setdefault(op, []).append(t)
+
+
+class Bench:
+    def __init__(self, workdir: str, bundle: str, pyrunc_env: dict[str, str] | None) -> None:
+        self.workdir = workdir
+        self.bundle = bundle
+        self.errlog = os.path.join(workdir, "stderr.log")
+        self.tag = f"bn{os.getpid()}"
+        self.seq = 0
+        runc, crun = which("runc"), which("crun")
+
+        def root(name: str) -> str:
+            return os.path.join(workdir, "root-" + name)
+
+        self.subjects = [
+            Subject("pyrunc", [PYRUNC, "--root", root("pyrunc")], root("pyrunc"), pyrunc_env),
+            Subject("runc", [runc, "--root", root("runc")], root("runc")),
+            Subject("crun+wrap", wrap([crun, "--root", root("crun")]), root("crun")),
+            Subject("runc+wrap", wrap([runc, "--root", root("runcw")]), root("runcw")),
+        ]
+        # Probes: the bare cost of spawning a process, and of the wrapper around /bin/true.
+        self.probes = {"spawn(/bin/true)": ["/bin/true"], "wrap(/bin/true)": wrap(["/bin/true"])}
+        self.probe = Subject("probes", [], "")
+
+    def new_id(self) -> str:
+        self.seq += 1
+        return f"{self.tag}-{self.seq}"
+
+    def run_once(self, s: Subject, record: bool) -> None:
+        cid = self.new_id()
+        t = check([*s.prefix, "run", "--bundle", self.bundle, cid], self.errlog, env=s.env)
+        if record:
+            s.add("run", t)
+
+    def cycle_once(self, s: Subject, record: bool) -> None:
+        cid = self.new_id()
+        pidfile = os.path.join(self.workdir, f"{cid}.pid")
+        out = os.path.join(self.workdir, "state.out")
+        t: dict[str, Timing | float] = {}
+        t["create"] = check([*s.prefix, "create", "--bundle", self.bundle, "--pid-file",
+                             pidfile, cid], self.errlog, env=s.env)
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        os.unlink(pidfile)
+        t["start"] = check([*s.prefix, "start", cid], self.errlog, env=s.env)
+        t0 = time.perf_counter_ns()
+        s.wait_methods.add(wait_exit(pid))
+        t["wait"] = (time.perf_counter_ns() - t0) / 1e6
+        t["state"] = check([*s.prefix, "state", cid], self.errlog, out, env=s.env)
+        with open(out) as f:
+            status = json.load(f)["status"]
+        if status != "stopped":
+            raise CommandFailed(f"{s.name} state {cid}: {status!r} after the init exited")
+        t["delete"] = check([*s.prefix, "delete", cid], self.errlog, env=s.env)
+        if record:
+            for k, v in t.items():
+                s.add(k, v)
+            s.add("cycle", sum(v.wall_ms if isinstance(v, Timing) else v for v in t.values()))
+
+    def probe_once(self, name: str, record: bool) -> None:
+        t = check(self.probes[name], self.errlog)
+        if record:
+            self.probe.add(name, t)
+
+    def round(self, index: int, record: bool) -> None:
+        jobs: list[tuple[str, Any]] = [("probe", p) for p in self.probes]
+        jobs += [(op, s) for op in ("run", "cycle") for s in self.subjects]
+        k = index % len(jobs)
+        for op, target in jobs[k:] + jobs[:k]:
+            if op == "probe":
+                self.probe_once(target, record)
+            elif op == "run":
+                self.run_once(target, record)
+            else:
+                self.cycle_once(target, record)
+            reap_strays()
+
+    def cleanup(self) -> list[str]:
+        """Force-delete anything left under each private root, and remove what crun leaves
+        under the hidden cgroup2 mount point; report what resisted."""
+        left = []
+        for s in self.subjects:
+            if not os.path.isdir(s.root):
+                continue
+            for cid in os.listdir(s.root):
+                try:
+                    check([*s.prefix, "delete", "--force", cid], self.errlog, env=s.env)
+                except CommandFailed as e:
+                    left.append(f"{s.name}: {e}")
+        reap_strays()
+        left += remove_crun_residue(self.tag)
+        return left + [f"cgroup left: {p}" for p in cgroup_leftovers(self.tag)]
+
+
+def remove_crun_residue(tag: str) -> list[str]:
+    """crun, with the cgroup2 mount unmounted, still makes <unified>/<id>/cgroup.procs as
+    plain files on the /sys/fs/cgroup tmpfs, hidden under the host's cgroup2 mount; delete
+    ours (ids start with tag) from a private mount namespace."""
+    script = (f'umount {UNIFIED} && cd {UNIFIED} && for d in {tag}-*; do '
+              '[ -d "$d" ] && rm -rf -- "$d"; done; ls -A | grep "^' + tag + '-" || true')
+    p = subprocess.run([which("unshare"), "-m", which("sh"), "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0 or p.stdout.strip():
+        return [f"crun residue under {UNIFIED}: {(p.stdout + p.stderr).strip()}"]
+    return []
+
+
+def cgroup_leftovers(prefix: str, base: str = "/sys/fs/cgroup") -> list[str]:
+    found = []
+    for dirpath, dirnames, _ in os.walk(base):
+        found += [os.path.join(dirpath, d) for d in dirnames if d.startswith(prefix)]
+        if dirpath.count("/") > 6:
+            dirnames[:] = []
+    return found
+
+
+def make_bundle(path: str) -> str:
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from tests.rig import default_config, make_rootfs
+    make_rootfs(os.path.join(path, "rootfs"))
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(default_config(["/bin/true"]), f, indent=1)
+    return path
+
+
+def crun_raw_check(bundle: str, workdir: str) -> str:
+    """One unwrapped `crun run`, to record why the wrapper is needed (its error text)."""
+    root = os.path.join(workdir, "root-crun-raw")
+    crun = which("crun")
+    p = subprocess.run([crun, "--root", root, "run", "--bundle", bundle, "rawprobe"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    subprocess.run([crun, "--root", root, "delete", "--force", "rawprobe"],
+                   capture_output=True, timeout=30)
+    if p.returncode == 0:
+        return "ok: crun runs here without the wrapper"
+    return f"exit {p.returncode}: {(p.stderr or p.stdout).strip()}"
+
+
+def pyrunc_env(mode: str, workdir: str) -> dict[str, str] | None:
+    """snapshot: pyrunc runs from a copy of runtime/ taken now and compiled, first on
+    PYTHONPATH (ahead of the checkout), so one run measures one version of the code with
+    fresh bytecode even while others edit the checkout; as-is: the checkout as installed,
+    our environment unchanged (PYTHONDONTWRITEBYTECODE and its __pycache__)."""
+    if mode == "as-is":
+        return None
+    src = os.path.join(workdir, "src")
+    shutil.copytree(os.path.join(REPO, "runtime"), os.path.join(src, "runtime"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True,
+                   stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def analyse(bench: Bench) -> dict[str, Any]:
+    """Summaries per subject and op, wrapper-subtracted rows, and the pyrunc ratios."""
+    summ: dict[str, dict[str, Any]] = {}
+    for s in bench.subjects:
+        summ[s.name] = {op: summarise(v) for op, v in s.samples.items()}
+    probes = {k: summarise(v) for k, v in bench.probe.samples.items()}
+    wrap_ms = probes["wrap(/bin/true)"]["median"]
+    wrap_cpu = probes["wrap(/bin/true)_cpu"]["median"]
+    for name in ("crun+wrap", "runc+wrap"):
+        net = {}
+        for op, d in summ[name].items():
+            base = op.removesuffix("_cpu")
+            n = WRAPPED_PER_OP[base] * (wrap_cpu if op.endswith("_cpu") else wrap_ms)
+            net[op] = {k: (round(v - n, 3) if k != "n" else v) for k, v in d.items()}
+        summ[name.replace("+wrap", "-net")] = net
+    ratios: dict[str, dict[str, float]] = {}
+    for op in ("run", "cycle", *PHASES):
+        p = summ["pyrunc"][op]["median"]
+        ratios[op] = {f"pyrunc/{o}": round(p / summ[o][op]["median"], 3)
+                      for o in ("runc", "crun-net", "crun+wrap")
+                      if summ[o][op]["median"] > 0}
+    goals = {
+        "run <= 0.8x runc": ratios["run"]["pyrunc/runc"] <= 0.8,
+        "cycle <= 1.0x runc": ratios["cycle"]["pyrunc/runc"] <= 1.0,
+    }
+    return {"summary": summ, "probes": probes, "ratios": ratios, "goals": goals}
+
+
+def report(result: dict[str, Any]) -> str:
+    summ, probes, ratios = result["summary"], result["probes"], result["ratios"]
+    order = ["pyrunc", "runc", "crun-net", "crun+wrap", "runc+wrap", "runc-net"]
+    rows = []
+
+    def row(label: str, d: dict[str, float], cpu: dict[str, float] | None) -> list[str]:
+        return [label, f"{d['median']:.2f}", f"{d['p10']:.2f}", f"{d['p90']:.2f}",
+                f"{cpu['median']:.2f}" if cpu else "-"]
+
+    for op in ("run", "cycle", *PHASES):
+        for name in order:
+            if op in summ[name]:
+                rows.append(row(f"{op:<6} {name}", summ[name][op], summ[name].get(op + "_cpu")))
+    for name in ("spawn(/bin/true)", "wrap(/bin/true)"):
+        rows.append(row(f"probe  {name}", probes[name], probes.get(name + "_cpu")))
+    out = [table(["op     runtime", "median ms", "p10 ms", "p90 ms", "cpu ms"], rows), ""]
+    keys = ("pyrunc/runc", "pyrunc/crun-net", "pyrunc/crun+wrap")
+    rrows = [[op, *(f"{ratios[op][k]:.2f}" if k in ratios[op] else "-" for k in keys)]
+             for op in ratios]
+    out += [table(["ratio of medians", *keys], rrows), ""]
+    out += [f"goal {k}: {'PASS' if v else 'FAIL'}" for k, v in result["goals"].items()]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=30, help="measured rounds (default 30)")
+    ap.add_argument("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
+    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
+    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
+                    help="pyrunc from a compiled copy of runtime/ (default) or the checkout")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("runtime_bench: run as root")
+    if not os.path.ismount(UNIFIED):
+        raise SystemExit(f"runtime_bench: {UNIFIED} is not mounted; the crun wrapper assumes "
+                         "this host's hybrid layout")
+    stale = stale_bytecode()
+    if stale:
+        print(f"note: {len(stale)} runtime modules have stale or missing .pyc in the checkout "
+              f"({', '.join(stale[:4])}{', ...' if len(stale) > 4 else ''}); with "
+              "PYTHONDONTWRITEBYTECODE set, an installed pyrunc recompiles them on every call "
+              "(`--code as-is` measures that)", file=sys.stderr)
+    become_subreaper()
+    workdir = tempfile.mkdtemp(prefix="runtime-bench-")
+    bench = None
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    try:
+        env = pyrunc_env(args.code, workdir)
+        bundle = make_bundle(os.path.join(workdir, "bundle"))
+        crun_raw = crun_raw_check(bundle, workdir)
+        bench = Bench(workdir, bundle, env)
+        warmup = args.warmup
+        total = warmup + args.runs
+        for i in range(total):
+            bench.round(i, record=i >= warmup)
+            print(f"\rround {i + 1}/{total}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        result = analyse(bench)
+    finally:
+        left = bench.cleanup() if bench else []
+        shutil.rmtree(workdir, ignore_errors=True)
+        if left:
+            print("cleanup problems:\n  " + "\n  ".join(left), file=sys.stderr)
+    result["meta"] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "runs": args.runs, "warmup": warmup, "seconds": round(time.monotonic() - started, 1),
+        "code": args.code, "host": platform.node(), "kernel": platform.release(),
+        "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "python": platform.python_version(), "runc": first_line([which("runc"), "--version"]),
+        "crun": first_line([which("crun"), "--version"]), "git": git_state(),
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+        "stale_pyc_in_checkout": stale, "crun_unwrapped": crun_raw,
+        "wrapper": " ".join(wrap(["..."])),
+        "wait_methods": {s.name: sorted(s.wait_methods) for s in bench.subjects},
+        "cleanup_problems": left,
+    }
+    result["samples"] = {s.name: s.samples for s in bench.subjects}
+    result["samples"]["probes"] = bench.probe.samples
+    print(report(result))
+    m = result["meta"]
+    print(f"\n{m['date']}  runs={m['runs']}  code={m['code']}  "
+          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
+          f"HEAD {str(m['git']['head'])[:12]}")
+    print(f"crun without the wrapper: {crun_raw}")
+    out = args.json or os.path.join(REPO, "bench", "results", "runtime-" + datetime.datetime.now()
+                                    .strftime("%Y%m%d-%H%M%S") + ".json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"JSON: {out}")
+    return 1 if left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
