@@ -114,7 +114,12 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                           has_runtime_hooks=bool(cfg_hooks.get("prestart")
                                                  or cfg_hooks.get("createRuntime")),
                           new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
-        pid = sc.clone(flags)
+        # Joining the cgroup: the cgroup2 directory at birth (clone3), the v1 ones by the
+        # init itself (a self-move skips the kernel's ~10 ms wait); as the parent, through
+        # cgroup.procs, whatever is left. A new user namespace can't write host cgroupfs.
+        self_join = mgr.v1_dirs() if mgr is not None and "user" not in new_ns else []
+        ctx.self_join = self_join
+        pid, born_in = _spawn_init(flags, mgr)
         if pid == 0:
             sd.unlock()  # flock is per open file: our copy would block `start` forever
             parent_ch.close()
@@ -131,7 +136,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         if early:
             parent_ch.send({"type": "go", "state": hstate})
         if mgr is not None:
-            mgr.apply(pid)
+            skip = set(self_join) | ({mgr.unified_dir()} if born_in else set())
+            mgr.apply_except(pid, skip)
         if not early:
             parent_ch.send({"type": "go", "state": hstate})
         while True:
@@ -212,6 +218,25 @@ def _connect_console(path: str) -> int:
         s.close()
         raise PyruncError(f"--console-socket {path}: {e.strerror}") from None
     return s.detach()
+
+
+def _spawn_init(flags: int, mgr) -> tuple[int, bool]:
+    """(pid, born in its cgroup2 directory?): clone3 into the cgroup when the kernel can,
+    saving a migration; plain clone otherwise."""
+    unified = mgr.unified_dir() if mgr is not None else None
+    if unified:
+        try:
+            fd = os.open(unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                return sc.clone_into_cgroup(flags, fd), True
+            except OSError:
+                pass  # old kernel or refused: clone, then join through cgroup.procs
+            finally:
+                os.close(fd)  # in the parent and in the child alike
+    return sc.clone(flags), False
 
 
 def _cgroup(linux: dict[str, Any], cid: str, rootless: bool):

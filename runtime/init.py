@@ -52,6 +52,7 @@ class InitContext:
         self.cgroup = cgroup or {}
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
+        self.self_join: list[str] = []  # cgroup v1 dirs we move ourselves into ("0" > tasks)
 
 
 def main(ctx: InitContext) -> None:
@@ -73,12 +74,18 @@ def main(ctx: InitContext) -> None:
 def _run(ctx: InitContext) -> None:
     spec, proc = ctx.spec, ctx.spec["process"]
     # Non-dumpable until execve: the container can't open our /proc/<pid>/exe or memory.
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    # An unprivileged parent must still write our uid_map, which non-dumpable makes
+    # root-owned: then we wait for "go" (sent after the maps) before turning it off.
+    if os.geteuid() == 0:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
     _preload(ctx)
     go = ctx.channel.recv()
     if not go or go.get("type") != "go":
         os._exit(1)  # the parent went away: nothing to report to
     state = go["state"]
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    for d in ctx.self_join:
+        _join_cgroup_self(d)
     # Before any namespace join and pivot_root: libseccomp and the config come from the host.
     sec = None
     if spec.get("linux", {}).get("seccomp") is not None:
@@ -174,6 +181,16 @@ def _preload(ctx: InitContext) -> None:
     hooks_cfg = ctx.spec.get("hooks") or {}
     if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
+
+
+def _join_cgroup_self(path: str) -> None:
+    fd = os.open(os.path.join(path, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    except OSError as e:
+        raise PyruncError(f"cgroup {path}: cannot join: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _join_keyring(name: str) -> None:

@@ -48,6 +48,18 @@ class V1Manager(Manager):
         for d in self._dirs():
             write(d, "cgroup.procs", str(pid))
 
+    def unified_dir(self) -> str | None:
+        return self.paths.get("unified")
+
+    def v1_dirs(self) -> list[str]:
+        unified = self.paths.get("unified")
+        return [d for d in self._dirs() if d != unified]
+
+    def apply_except(self, pid: int, skip: set[str]) -> None:
+        for d in self._dirs():
+            if d not in skip:
+                write(d, "cgroup.procs", str(pid))
+
     def unified_root(self) -> str | None:
         """Mount point of the cgroup2 hierarchy beside the v1 ones, if there is one."""
         for h in self.hierarchies.values():

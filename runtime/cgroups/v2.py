@@ -33,6 +33,13 @@ class V2Manager(Manager):
     def apply(self, pid: int) -> None:
         write(self.path, "cgroup.procs", str(pid))
 
+    def unified_dir(self) -> str | None:
+        return self.path
+
+    def apply_except(self, pid: int, skip: set[str]) -> None:
+        if self.path not in skip:
+            self.apply(pid)
+
     def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
         from runtime.cgroups import resources_v2
         resources_v2.apply(self.path, resources, warn, self.root)

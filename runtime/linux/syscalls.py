@@ -15,10 +15,12 @@ _pylibc = ctypes.PyDLL(None, use_errno=True)
 _MACHINE = os.uname().machine  # not `platform`: it costs a few ms to import
 if _MACHINE in ("x86_64", "amd64"):
     SYS = {"clone": 56, "pivot_root": 155, "setns": 308, "unshare": 272,
-           "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250}
+           "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250,
+           "clone3": 435}
 elif _MACHINE in ("aarch64", "arm64"):
     SYS = {"clone": 220, "pivot_root": 41, "setns": 268, "unshare": 97,
-           "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219}
+           "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219,
+           "clone3": 435}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
 
@@ -144,6 +146,31 @@ def clone(flags: int) -> int:
     api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
+
+
+CLONE_INTO_CGROUP = 0x200000000
+
+
+def clone_into_cgroup(flags: int, cgroup_fd: int) -> int:
+    """clone3(2) like `clone`, with the child born in the cgroup2 directory `cgroup_fd`:
+    no migration afterwards. Raises OSError where the kernel lacks clone3 or the flag."""
+    # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+    # stack_size, tls, set_tid, set_tid_size, cgroup (all u64); no stack: fork semantics.
+    args = (ctypes.c_uint64 * 11)()
+    args[0] = flags | CLONE_INTO_CGROUP
+    args[4] = SIGCHLD
+    args[10] = cgroup_fd
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(SYS["clone3"], ctypes.byref(args), ctypes.c_size_t(88))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
     return pid
 
 
