@@ -341,10 +341,6 @@ def test_device_rule_without_access(pair, config):
     assert got["pyrunc"][0] == 0, got
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: a deny rule inside an allowed wildcard "
-                   "(allow b 7:* then deny b 7:1) can't be expressed in the v1 devices "
-                   "cgroup; the kernel ignores it and pyrunc accepts the config, so /dev/loop1 "
-                   "stays open. runc refuses ('cannot punch hole in existing wildcard rule')")
 def test_device_rule_hole_in_wildcard(pair, config):
     cfg = _sleeping(config, {"devices": [
         {"allow": False, "access": "rwm"},
@@ -355,10 +351,6 @@ def test_device_rule_hole_in_wildcard(pair, config):
     assert got["pyrunc"][0] != 0, "pyrunc accepted a deny rule the kernel does not enforce"
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: its default device rules also allow "
-                   "'c 5:1 rwm' (/dev/console); runc 1.1.5 leaves it out, so under pyrunc a "
-                   "container with CAP_MKNOD may make and open a c 5:1 node, the host's "
-                   "console")
 def test_default_device_rules(pair, config):
     """devices.list from the host, order ignored (the kernel keeps insertion order)."""
     seen = {}
@@ -560,11 +552,6 @@ def test_update_fields_runc_ignores(pair, config):
         "blkio/blkio.throttle.read_bps_device": f"7:0 {2 * MiB}"}
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: `update --resources` applies "
-                   "linux.resources.devices (a permissive list opens every device; the spec's "
-                   "own list, which engines resend, begins with deny-all, so running "
-                   "processes briefly lose even /dev/null); runc 1.1.5's update never "
-                   "touches device rules")
 def test_update_leaves_device_rules_alone(pair, config):
     seen = _update_steps(pair, config, [{"devices": [{"allow": True, "access": "rwm"}]}],
                          ["devices/devices.list"])
@@ -573,9 +560,6 @@ def test_update_leaves_device_rules_alone(pair, config):
         "devices/devices.list"], seen["pyrunc"]
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: `update --blkio-weight 5` is refused "
-                   "('range 10 to 1000', CFQ's range) though create takes weight 5 and BFQ, "
-                   "this host's scheduler, accepts 1-1000; runc passes it to the kernel")
 def test_update_blkio_weight_below_10(pair, config):
     seen = _update_steps(pair, config, [["--blkio-weight", "5"]],
                          ["blkio/blkio.bfq.weight", "blkio/blkio.weight"])
@@ -617,9 +601,6 @@ def test_pause_resume_transitions(pair, config):
     assert seen["pyrunc"] == seen["runc"]
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: `pause` of a created (not yet started) "
-                   "container is refused ('container not running'); runc 1.1.5 freezes it "
-                   "(status paused) and `resume` returns it to created")
 def test_pause_created(pair, config):
     seen = {}
     for name in NAMES:
@@ -637,9 +618,6 @@ def test_pause_created(pair, config):
     assert seen["pyrunc"] == seen["runc"]
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc bug: `kill ID KILL` on a paused container "
-                   "leaves it frozen (status paused) until `resume`; runc 1.1.5 thaws the "
-                   "cgroup after SIGKILL so the container stops at once")
 def test_kill_paused(pair, config):
     seen = {}
     for name in NAMES:

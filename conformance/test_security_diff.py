@@ -331,9 +331,7 @@ CASES = [
     case("seccomp_kill_action", kill_action, (), {"mkdir": "mkdir /dev/shm/k; echo after"}),
     case("masked_readonly_extra", masked_readonly_extra, ("mountinfo",), MASK_PROBES),
     case("groups_varied", groups_varied, ST, GROUP_PROBES),
-    case("groups_duplicated", groups_duplicated, ST, marks=pytest.mark.xfail(
-        strict=True, reason="pyrunc bug: duplicate additionalGids reach setgroups(2) as "
-        "given (Groups: 5 5 1000 ...); runc 1.1.5 drops duplicates first")),
+    case("groups_duplicated", groups_duplicated, ST),
     case("user_unknown_to_passwd", user_unknown_to_passwd, ST, GROUP_PROBES),
     case("userns_split_ranges", userns_split_ranges, ("uid_map", "id", "status"),
          USERNS_PROBES),

@@ -75,7 +75,7 @@ def _commands() -> list[Any]:
             Opt("--cpuset-cpus", value="LIST", help="CPUs to use (0-3, 0,1)"),
             Opt("--cpuset-mems", value="LIST", help="memory nodes to use"),
             Opt("--pids-limit", value="N", help="maximum number of pids (-1: none)"),
-            Opt("--blkio-weight", value="N", help="block IO weight, 10 to 1000"),
+            Opt("--blkio-weight", value="N", help="block IO weight"),
             Opt("--l3-cache-schema", value="SCHEMA", help="refused: no Intel RDT"),
             Opt("--mem-bw-schema", value="SCHEMA", help="refused: no Intel RDT"),
         ], ident),
@@ -122,10 +122,8 @@ def resources_from_flags(args: Any) -> dict[str, Any]:
     if args.pids_limit is not None:
         put("pids", "limit", _int(args.pids_limit, "--pids-limit"))
     if args.blkio_weight is not None:
-        w = _int(args.blkio_weight, "--blkio-weight")
-        if w and not 10 <= w <= 1000:
-            raise PyruncError(f"invalid value for --blkio-weight: {w} (range 10 to 1000)")
-        put("blockIO", "weight", w)
+        # Passed through as runc does; the kernel (BFQ: 1..1000) has the last word.
+        put("blockIO", "weight", _int(args.blkio_weight, "--blkio-weight"))
     return r
 
 

@@ -104,6 +104,10 @@ class Container:
             os.kill(self.pid, sig)
         except ProcessLookupError:
             raise NotRunningError(self.id) from None
+        if sig == signal.SIGKILL and st == "paused":
+            mgr = load_manager(self.state)
+            if mgr is not None:
+                mgr.freeze(False)  # a frozen task dies only once thawed, as runc does
 
     def _signal_all(self, sig: int) -> None:
         """Every process of the container: the cgroup manager freezes while it signals (or
@@ -164,7 +168,7 @@ class Container:
 
     def _freeze(self, frozen: bool) -> None:
         st = self.status()
-        if frozen and st != "running":
+        if frozen and st not in ("running", "created"):  # runc pauses created ones too
             raise PyruncError(f"container {self.id} is {st}: container not running")
         if not frozen and st != "paused":
             raise PyruncError(f"container {self.id} is {st}, not paused")

@@ -39,6 +39,9 @@ def update(container: Container, resources: dict[str, Any],
     try:
         if container.status() == "stopped":
             raise NotRunningError(container.id)
+        # Like runc, update never touches device rules: engines resend the spec's list, and
+        # re-applying it would open a window of deny-all.
+        resources = {k: v for k, v in resources.items() if k != "devices"}
         _manager(container).set(resources, warn)
     finally:
         container.dir.unlock()

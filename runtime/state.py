@@ -159,11 +159,9 @@ def status_of(state: dict[str, Any], fifo_path: str) -> str:
     info = proc_start_time(pid)
     if info is None or info[0] != state.get("init_start_time") or info[1] in ("Z", "X"):
         return "stopped"
-    if os.path.exists(fifo_path):
-        return "created"
     if _frozen(state):
-        return "paused"
-    return "running"
+        return "paused"  # also a created one: resume gives it back as created
+    return "created" if os.path.exists(fifo_path) else "running"
 
 
 def _frozen(state: dict[str, Any]) -> bool:

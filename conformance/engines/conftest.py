@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from conformance.engines.wrapper import Wrapper
-from tests.rig import make_rootfs
+from tests.rig import PYRUNC, make_rootfs
 
 BUSYBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -87,8 +87,8 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float =
 PTY_SIZE = (33, 101)
 
 # Shell for the container: the engine resizes the pty after the process starts, so poll.
-SIZE_PROBE = ('n=0; until s=$(stty size 2>/dev/null) && [ "$s" != "0 0" ]; do n=$((n+1)); '
-              '[ $n -gt 100 ] && break; sleep 0.05; done; echo "size $s"')
+SIZE_PROBE = ('n=0; while [ $n -lt 100 ]; do s=$(stty size 2>&1); case "$s" in [1-9]*) break;; '
+              'esac; n=$((n+1)); sleep 0.05; done; echo "size $s"')
 SIZE_LINE = f"size {PTY_SIZE[0]} {PTY_SIZE[1]}"
 
 
@@ -294,8 +294,10 @@ def busybox_archive(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def wrapper(tmp_path_factory) -> Wrapper:
-    """pyrunc behind the argv-logging wrapper; one call log per test module."""
-    return Wrapper(str(tmp_path_factory.mktemp("pyrunc-calls")))
+    """pyrunc behind the argv-logging wrapper; one call log per test module.
+    ENGINES_RUNTIME=/usr/bin/runc runs the suite against another runtime (to check the suite)."""
+    real = os.environ.get("ENGINES_RUNTIME") or PYRUNC
+    return Wrapper(str(tmp_path_factory.mktemp("pyrunc-calls")), real)
 
 
 def check(r: Result, rc: int, wrapper: Wrapper | None = None, mark: int = 0,

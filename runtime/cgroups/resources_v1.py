@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Devices every container may use whatever the config says (runc's list).
 DEFAULT_ALLOWED = [
     "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
+    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
 ]
 
 
@@ -291,8 +291,34 @@ def _rdma(paths: dict[str, str], rdma: dict[str, Any]) -> None:
         write(_need(paths, "rdma", "rdma"), "rdma.max", rdma_line(dev, lim or {}))
 
 
+def check_device_rules(devices: list[dict[str, Any]]) -> None:
+    """Refuse what the v1 kernel would silently ignore, as runc does: a rule agreeing with
+    the default that would punch a hole in a wider exception (e.g. deny b 7:1 after
+    allow b 7:*, under deny-all)."""
+    default_allow = True
+    exceptions: list[tuple[str, str, str]] = []
+    for i, d in enumerate(devices):
+        rule = device_rule(d)
+        if rule == "a" or rule.startswith("a "):
+            default_allow = bool(d.get("allow"))
+            exceptions = []
+            continue
+        t, nums, _access = rule.split(" ")
+        major, minor = nums.split(":")
+        if bool(d.get("allow")) != default_allow:
+            exceptions.append((t, major, minor))
+            continue
+        for et, emaj, emin in exceptions:
+            wider = (emaj == "*" or emaj == major) and (emin == "*" or emin == minor)
+            if et == t and wider and (emaj, emin) != (major, minor):
+                raise PyruncError(f"linux.resources.devices[{i}]: cannot punch a hole in the "
+                                  f"wildcard rule {et} {emaj}:{emin} (cgroup v1 devices)")
+        exceptions = [e for e in exceptions if e != (t, major, minor)]
+
+
 def _devices(paths: dict[str, str], devices: list[dict[str, Any]]) -> None:
     p = _need(paths, "devices", "devices")
+    check_device_rules(devices)
     rules = [("devices.allow" if d.get("allow") else "devices.deny", device_rule(d))
              for d in devices]
     for name, rule in rules:

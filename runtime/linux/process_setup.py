@@ -63,7 +63,7 @@ def set_user(proc: dict[str, Any], where: str) -> None:
     masks = capabilities.masks(proc.get("capabilities") or {}, f"{where}.capabilities")
     capabilities.drop_bounding(masks["bounding"])
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    groups = user.get("additionalGids", [])
+    groups = list(dict.fromkeys(user.get("additionalGids", [])))  # runc drops duplicates
     try:
         os.setgroups(groups)
     except PermissionError:

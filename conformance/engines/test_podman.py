@@ -1,0 +1,221 @@
+"""podman 4.3 (through conmon) with `--runtime <wrapper>`: run, run -t, exec, stop, rm -f.
+
+podman has no daemon: the module gets its own containers.conf, storage.conf and registries.conf
+(graph root, run root, tmp dir, volume and network dirs in a temp dir), cgroupfs and no network.
+conmon passes the runtime no global flags, so pyrunc keeps its state in its default root
+(/run/pyrunc); the teardown checks that no container of this module is left there."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from conformance.engines.conftest import (
+    SIZE_LINE,
+    SIZE_PROBE,
+    assert_called,
+    cgroup_of,
+    check,
+    need,
+    need_overlayfs,
+    run,
+    run_pty,
+    short_tempdir,
+    unmount_and_remove,
+)
+from conformance.engines.wrapper import Wrapper
+
+pytestmark = pytest.mark.timeout(120)
+
+LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
+PYRUNC_DEFAULT_ROOT = "/run/pyrunc"
+
+
+class Podman:
+    def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
+        self.top = top
+        self.bins = bins
+        self.wrapper = wrapper
+        self.ids: set[str] = set()
+        conf = os.path.join(top, "containers.conf")
+        storage = os.path.join(top, "storage.conf")
+        registries = os.path.join(top, "registries.conf")
+        # Settings conmon's exit command (`podman container cleanup`, run without this
+        # environment) can't see must stay at their defaults relative to the graph root: a
+        # custom static_dir would hide the container from it and every run would hang 20 s.
+        with open(conf, "w") as f:
+            f.write(f"""[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+netns = "none"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{top}/tmp"
+volume_path = "{top}/volumes"
+image_copy_tmp_dir = "{top}/tmp"
+[network]
+network_config_dir = "{top}/net"
+""")
+        with open(storage, "w") as f:
+            f.write(f"""[storage]
+driver = "overlay"
+graphroot = "{top}/graph"
+runroot = "{top}/run"
+""")
+        with open(registries, "w") as f:
+            f.write("unqualified-search-registries = []\n")
+        self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
+                        CONTAINERS_REGISTRIES_CONF=registries)
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.bins["podman"], "--runtime", self.wrapper.path, *args]
+
+    def podman(self, *args: str, timeout: float = 60):
+        return run(self.argv(*args), env=self.env, timeout=timeout)
+
+    def start_container(self, *args: str) -> str:
+        mark = self.wrapper.mark()
+        r = check(run(self.argv("run", "-d", *args), env=self.env), 0, self.wrapper, mark,
+                  "podman run -d")
+        cid = r.out.strip().splitlines()[-1]
+        self.ids.add(cid)
+        assert self.inspect(cid)["State"]["Running"] is True
+        return cid
+
+    def inspect(self, cid: str) -> dict:
+        r = self.podman("inspect", cid)
+        assert r.rc == 0, repr(r)
+        return json.loads(r.out)[0]
+
+    def teardown(self) -> list[str]:
+        problems: list[str] = []
+        r = self.podman("ps", "-aq", "--no-trunc")
+        for cid in r.out.split():
+            self.ids.add(cid)
+        if r.out.split():
+            self.podman("rm", "-af", "-t", "0", timeout=120)
+        for cid in self.ids:
+            if os.path.exists(os.path.join(PYRUNC_DEFAULT_ROOT, cid)):
+                problems.append(f"pyrunc state left: {PYRUNC_DEFAULT_ROOT}/{cid}")
+                run([self.wrapper.path, "delete", "--force", cid], timeout=30)
+            left = [f"/sys/fs/cgroup/{c}/libpod_parent/libpod-{cid}"
+                    for c in os.listdir("/sys/fs/cgroup")
+                    if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent/libpod-{cid}")]
+            if left:
+                problems.append(f"cgroups left: {left}")
+        problems += unmount_and_remove(self.top)
+        return problems
+
+
+@pytest.fixture(scope="module")
+def pm(busybox_archive, wrapper):
+    bins = need("podman", "conmon")
+    need_overlayfs()
+    p = Podman(short_tempdir("pyrunc-pm-"), bins, wrapper)
+    try:
+        r = p.podman("load", "-i", busybox_archive, timeout=120)
+        assert r.rc == 0, f"podman load failed:\n{r!r}"
+        yield p
+    finally:
+        problems = p.teardown()
+    assert not problems, "; ".join(problems)
+
+
+def test_run_rm(pm, tmp_path):
+    cidfile = str(tmp_path / "cid")
+    mark = pm.wrapper.mark()
+    start = time.monotonic()
+    r = pm.podman("run", "--rm", "--cidfile", cidfile, "busybox", "sh", "-c",
+                  "echo out; echo err >&2; exit 3")
+    check(r, 3, pm.wrapper, mark, "podman run --rm")
+    assert time.monotonic() - start < 15, "podman waited for its exit-command timeout"
+    assert r.out == "out\n"
+    assert "err" in r.err
+    with open(cidfile) as f:
+        cid = f.read().strip()
+    pm.ids.add(cid)
+    for sub in ("create", "start"):
+        assert_called(pm.wrapper, mark, sub, cid)
+    create = next(c for c in pm.wrapper.since(mark, cid) if c.sub == "create")
+    assert create.argv[0] == "create", "conmon passes no global flags"
+    assert cid not in pm.podman("ps", "-aq", "--no-trunc").out.split()
+    assert not os.path.exists(os.path.join(PYRUNC_DEFAULT_ROOT, cid))
+
+
+def test_run_tty(pm):
+    mark = pm.wrapper.mark()
+    r = run_pty(pm.argv("run", "--rm", "-t", "busybox", "sh", "-c",
+                        f"tty; {SIZE_PROBE}; exit 4"), env=pm.env)
+    check(r, 4, pm.wrapper, mark, "podman run --rm -t")
+    lines = r.out.splitlines()
+    assert "/dev/pts/0" in lines, r
+    assert SIZE_LINE in lines, r
+    creates = [c for c in pm.wrapper.since(mark) if c.sub == "create"]
+    assert creates and "--console-socket" in creates[0].args and creates[0].rc == 0
+
+
+def test_exec(pm):
+    cid = pm.start_container("busybox", "sh", "-c", LOOP_TERM_0)
+    mark = pm.wrapper.mark()
+    r = pm.podman("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 5")
+    check(r, 5, pm.wrapper, mark, "podman exec")
+    assert r.out == "out\n" and "err" in r.err, r
+    ex = [c for c in pm.wrapper.since(mark, cid) if c.sub == "exec"]
+    assert ex and ex[0].rc == 0 and "--process" in ex[0].args and "--detach" in ex[0].args
+
+    r = pm.podman("exec", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", cid, "sh", "-c",
+                  'id -u; id -g; pwd; echo "$FOO"')
+    check(r, 0, pm.wrapper, mark, "podman exec -u -w -e")
+    assert r.out.split() == ["1000", "1000", "/tmp", "bar"], r
+
+    mark = pm.wrapper.mark()
+    r = run_pty(pm.argv("exec", "-t", cid, "sh", "-c", f"tty; {SIZE_PROBE}; exit 6"),
+                env=pm.env)
+    check(r, 6, pm.wrapper, mark, "podman exec -t")
+    lines = r.out.splitlines()
+    assert any(line.startswith("/dev/pts/") for line in lines), r
+    assert SIZE_LINE in lines, r
+    ex = [c for c in pm.wrapper.since(mark, cid) if c.sub == "exec"]
+    assert ex and "--tty" in ex[0].args and "--console-socket" in ex[0].args and ex[0].rc == 0
+
+
+def test_stop(pm):
+    cid = pm.start_container("busybox", "sh", "-c", LOOP_TERM_0)
+    mark = pm.wrapper.mark()
+    check(pm.podman("stop", cid), 0, pm.wrapper, mark, "podman stop")
+    kills = [c.args for c in pm.wrapper.since(mark, cid) if c.sub == "kill"]
+    assert kills and kills[0] == ["kill", cid, "15"], pm.wrapper.report(mark)
+    state = pm.inspect(cid)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0)
+
+    # pid 1 without a handler ignores SIGTERM: after the timeout podman sends SIGKILL.
+    cid = pm.start_container("busybox", "sleep", "1000")
+    mark = pm.wrapper.mark()
+    start = time.monotonic()
+    check(pm.podman("stop", "-t", "1", cid), 0, pm.wrapper, mark, "podman stop -t 1")
+    assert time.monotonic() - start < 15
+    kills = [c.args[-1] for c in pm.wrapper.since(mark, cid) if c.sub == "kill"]
+    assert kills[:1] == ["15"] and "9" in kills, pm.wrapper.report(mark)
+    state = pm.inspect(cid)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+
+
+def test_rm_force(pm):
+    # A running container that exits on SIGTERM, then one removed with SIGKILL at once.
+    for args, signum in ((("sh", "-c", LOOP_TERM_0), "15"), (("sleep", "1000"), "9")):
+        cid = pm.start_container("busybox", *args)
+        pid = pm.inspect(cid)["State"]["Pid"]
+        cg = cgroup_of(pid, "memory")
+        mark = pm.wrapper.mark()
+        extra = ("-t", "0") if signum == "9" else ()
+        check(pm.podman("rm", "-f", *extra, cid), 0, pm.wrapper, mark, "podman rm -f")
+        kills = [c.args for c in pm.wrapper.since(mark, cid) if c.sub == "kill"]
+        assert kills and kills[0][-1] == signum, pm.wrapper.report(mark)
+        assert_called(pm.wrapper, mark, "delete", cid)
+        assert cid not in pm.podman("ps", "-aq", "--no-trunc").out.split()
+        assert not os.path.exists(f"/proc/{pid}")
+        assert cg and not os.path.exists(cg)
+        assert not os.path.exists(os.path.join(PYRUNC_DEFAULT_ROOT, cid))
