@@ -74,3 +74,17 @@ def test_bind_source_symlink_escape_via_dotdot(pyrunc, bundle):
     p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id())
     assert p.returncode == 0 and p.stdout.strip() == b"1"
     assert not os.path.exists("/mnt-escape")
+
+
+def test_mkdir_all_inside_never_creates_outside(root, tmp_path):
+    from runtime.linux.pathsafe import mkdir_all_inside
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), os.path.join(root, "link-out"))
+    made = mkdir_all_inside(root, "/link-out/b/c")
+    assert made == os.path.join(root, str(outside).lstrip("/"), "b", "c")
+    assert os.path.isdir(made) and not (outside / "b").exists()
+    assert mkdir_all_inside(root, "/etc/rel-escape/new") == os.path.join(root, "new")
+    (tmp_path / "root" / "etc" / "file").write_text("x")
+    with pytest.raises(PyruncError, match="not a directory"):
+        mkdir_all_inside(root, "/etc/file/sub")

@@ -64,16 +64,24 @@ def open_inside(root: str, path: str, flags: int = os.O_PATH) -> int:
 
 
 def mkdir_all_inside(root: str, unsafe: str, mode: int = 0o755) -> str:
-    """Create a directory path inside root (resolving each level safely); return it."""
+    """Create a directory path inside root; return it. The path is resolved once; the
+    missing tail is created component by component, and a symlink met on the way (a race
+    or an existing link) sends that component back through secure_join."""
     target = secure_join(root, unsafe)
     rel = os.path.relpath(target, root)
-    cur = root
-    if rel != ".":
-        for part in rel.split("/"):
-            cur = secure_join(root, os.path.relpath(os.path.join(cur, part), root))
-            try:
-                os.mkdir(cur, mode)
-            except FileExistsError:
-                if not os.path.isdir(cur):
-                    raise PyruncError(f"{unsafe}: {cur} exists and is not a directory") from None
-    return target
+    if rel == ".":
+        return target
+    cur = os.path.abspath(root)
+    for part in rel.split("/"):
+        nxt = f"{cur}/{part}"
+        try:
+            os.mkdir(nxt, mode)
+        except FileExistsError:
+            st = os.lstat(nxt)
+            if stat.S_ISLNK(st.st_mode):
+                nxt = secure_join(root, os.path.relpath(nxt, root))
+                os.makedirs(nxt, mode, exist_ok=True)
+            elif not stat.S_ISDIR(st.st_mode):
+                raise PyruncError(f"{unsafe}: {nxt} exists and is not a directory") from None
+        cur = nxt
+    return cur
