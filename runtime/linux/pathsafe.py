@@ -31,8 +31,8 @@ def secure_join(root: str, unsafe: str) -> str:
         candidate = os.path.join(root, *resolved, part)
         try:
             st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
+        except (FileNotFoundError, NotADirectoryError):
+            resolved.append(part)  # missing (or under a file): callers creating it will say
             continue
         if not stat.S_ISLNK(st.st_mode):
             resolved.append(part)
@@ -76,6 +76,8 @@ def mkdir_all_inside(root: str, unsafe: str, mode: int = 0o755) -> str:
         nxt = f"{cur}/{part}"
         try:
             os.mkdir(nxt, mode)
+        except NotADirectoryError:
+            raise PyruncError(f"{unsafe}: {cur} exists and is not a directory") from None
         except FileExistsError:
             st = os.lstat(nxt)
             if stat.S_ISLNK(st.st_mode):
