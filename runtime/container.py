@@ -95,11 +95,13 @@ class Container:
 
     def kill(self, sig: int, all_procs: bool = False) -> None:
         st = self.status()
-        if st == "stopped":
-            raise NotRunningError(self.id)
         if all_procs:
+            # Also for a stopped init: processes may remain when the pid namespace is shared,
+            # and runc answers 0 either way (containerd's shim sends exactly this).
             self._signal_all(sig)
             return
+        if st == "stopped":
+            raise NotRunningError(self.id)
         try:
             os.kill(self.pid, sig)
         except ProcessLookupError:

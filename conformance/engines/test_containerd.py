@@ -341,9 +341,6 @@ def test_join_namespaces_of_another_container(ctd):
     assert ctd.status(donor) == "RUNNING"
 
 
-@pytest.mark.xfail(strict=True, reason="pyrunc: `kill --all ID 9` on a stopped container exits 1 "
-                   "(\"container not running\"); runc 1.1 exits 0. The shim sends it when a "
-                   "container without its own pid namespace exits.")
 def test_kill_all_after_exit_in_shared_pid_namespace(ctd):
     donor = ctd.start_container("sleep", "1000")
     _, cid, mark, r = _joined_container(ctd, donor, "exit 0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -31,7 +32,7 @@ from conformance.engines.conftest import (
 )
 from conformance.engines.wrapper import Wrapper
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120)]
 
 LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
 
@@ -92,6 +93,25 @@ class Dockerd:
     def pid(self, cid: str) -> int:
         return int(self.inspect(cid)["State"]["Pid"])
 
+    def _stop_own_containerd(self) -> None:
+        """dockerd stops the containerd it started; if it was killed instead, stop that one
+        by the pid it recorded (after checking that the process is ours)."""
+        pidfile = os.path.join(self.top, "exec", "containerd", "containerd.pid")
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if self.top.encode() not in f.read():
+                    return
+        except (OSError, ValueError):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
     def teardown(self) -> list[str]:
         problems: list[str] = []
         if self.daemon and self.daemon.proc.poll() is None:
@@ -101,6 +121,7 @@ class Dockerd:
                 self.docker("rm", "-f", cid, timeout=60)
         if self.daemon:
             self.daemon.stop()
+            self._stop_own_containerd()
         if os.path.isdir(self.runtime_root):
             left = os.listdir(self.runtime_root)
             if left:
@@ -115,6 +136,15 @@ class Dockerd:
                 problems.append(f"cgroups left: {left}")
         problems += unmount_and_remove(self.top)
         return problems
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's zombie may wait a while for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def docker_client() -> str | None:
@@ -167,6 +197,16 @@ def test_run_rm_plain(dk, tmp_path):
     wait_for(lambda: dk.docker("ps", "-aq", "--no-trunc").out.split().count(cid) == 0, 10,
              "the --rm container to be removed")
     assert not os.path.exists(os.path.join(dk.runtime_root, cid))
+
+
+def test_run_and_exec_stdin(dk):
+    """-i: the client's stdin reaches the container's process through create's stdio."""
+    r = run(dk.run_argv("-i", "--rm", "busybox", "wc", "-l"), env=dk.env,
+            input=b"one\ntwo\nthree\n")
+    assert r.rc == 0 and r.out.strip() == "3", r
+    cid = dk.start_container("busybox", "sleep", "1000")
+    r = run(dk.argv("exec", "-i", cid, "cat"), env=dk.env, input=b"via exec\n")
+    assert r.rc == 0 and r.out == "via exec\n", r
 
 
 def test_run_tty(dk, tmp_path):
@@ -249,6 +289,19 @@ def test_memory_and_pids_limits(dk):
                   "i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); done 2>&1; "
                   "echo forked; kill $(jobs -p) 2>/dev/null")
     assert "fork" in (r.out + r.err).lower(), r
+
+
+def test_memory_limit_oom_kill(dk, tmp_path):
+    """The shim watches the cgroup the spec names: an OOM kill there shows in docker inspect."""
+    cidfile = str(tmp_path / "cid")
+    r = run(dk.run_argv("--memory", "32m", "--memory-swap", "32m", "busybox", "tail",
+                        "/dev/zero", cidfile=cidfile), env=dk.env)
+    cid = _cid_from(cidfile)
+    dk.ids.add(cid)
+    assert r.rc == 137, r
+    state = dk.inspect(cid)["State"]
+    assert (state["OOMKilled"], state["ExitCode"]) == (True, 137)
+    check(dk.docker("rm", cid), 0, what="docker rm")
 
 
 def test_exec_plain_tty_and_process_options(dk):

@@ -28,7 +28,7 @@ from conformance.engines.conftest import (
 )
 from conformance.engines.wrapper import Wrapper
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120)]
 
 LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
 PYRUNC_DEFAULT_ROOT = "/run/pyrunc"

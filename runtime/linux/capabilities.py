@@ -50,6 +50,25 @@ def masks(caps: dict[str, list[str]], where: str) -> dict[str, int]:
     return {s: to_mask(caps.get(s, []), f"{where}.{s}") for s in SETS}
 
 
+def check_grantable(m: dict[str, int], where: str) -> None:
+    """A capability missing from our own bounding set can never be granted: say which (the
+    kernel's answer is a bare EPERM from capset)."""
+    wanted = m["bounding"] | m["permitted"] | m["effective"] | m["inheritable"]
+    missing = [CAPS[n] for n in range(last_cap() + 1) if wanted & (1 << n)
+               and not _in_bounding(n)]
+    if missing:
+        from runtime.errors import PyruncError
+        raise PyruncError(f"{where}: {', '.join(missing)} not in this host's bounding set, so "
+                          "it cannot be granted")
+
+
+def _in_bounding(num: int) -> bool:
+    try:
+        return sc.prctl(sc.PR_CAPBSET_READ, num) == 1
+    except OSError:
+        return True
+
+
 def drop_bounding(keep: int) -> None:
     """Drop from the bounding set every capability not in `keep` (needs CAP_SETPCAP)."""
     for num in range(last_cap() + 1):

@@ -134,11 +134,12 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
         tgt = _Target(rootfs, resolved)
         try:
             sc.mount(source, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+            # Reopen: only a fresh lookup reaches the new mount (the old fd still names the
+            # directory underneath, where a remount or propagation change is EINVAL).
+            tgt.close()
+            tgt = _Target(rootfs, resolved)
             extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if extra:
-                # Reopen: the fd points under the new mount only after a fresh lookup.
-                tgt.close()
-                tgt = _Target(rootfs, resolved)
                 flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
                 sc.mount(None, tgt.proc, None, flags)
             for p in opts.propagation:
@@ -177,6 +178,9 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
                 remount_readonly(tgt.proc) if opts.flags & sc.MS_RDONLY else None
             else:
                 raise PyruncError(f"mount {mtype} on {m['destination']}: {e.strerror}") from None
+        if opts.propagation:
+            tgt.close()
+            tgt = _Target(rootfs, resolved)  # the new mount, not the directory under it
         for p in opts.propagation:
             sc.mount(None, tgt.proc, None, p)
     finally:

@@ -61,6 +61,7 @@ def set_user(proc: dict[str, Any], where: str) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     # No capabilities object means none at all (runc's reading), not "keep the caller's".
     masks = capabilities.masks(proc.get("capabilities") or {}, f"{where}.capabilities")
+    capabilities.check_grantable(masks, f"{where}.capabilities")
     capabilities.drop_bounding(masks["bounding"])
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     groups = list(dict.fromkeys(user.get("additionalGids", [])))  # runc drops duplicates
