@@ -15,8 +15,7 @@ from typing import Any
 from imagetool import __version__
 
 DEFAULT_ROOT = "/var/lib/imagetool"
-PLANNED = {"unpack": "unpack an image into a runtime bundle", "run": "run an image on pyrunc",
-           "build": "build an image from a Dockerfile"}
+PLANNED = {"build": "build an image from a Dockerfile"}
 
 
 class UsageError(Exception):
@@ -51,7 +50,8 @@ def _familiar(name: str) -> str:
 def cmd_pull(args: argparse.Namespace) -> int:
     from imagetool.pull import pull
     digest = pull(_store(args), args.ref, platform=args.platform,
-                  all_platforms=args.all_platforms, progress=False if args.quiet else None)
+                  all_platforms=args.all_platforms, progress=False if args.quiet else None,
+                  verify_diff_ids=args.verify_diff_ids)
     print(digest)
     return 0
 
@@ -202,6 +202,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unpack(args: argparse.Namespace) -> int:
+    from imagetool import bundle, importer
+    store = _store(args)
+    name = _names(store, [args.image])[0]
+    entrypoint = None
+    if args.entrypoint is not None:  # "" clears the image's entrypoint, as in docker run
+        entrypoint = importer.parse_cmd(args.entrypoint, "--entrypoint") \
+            if args.entrypoint.strip() else []
+    bundle.unpack(store, name, args.bundle, mode=args.mode, entrypoint=entrypoint,
+                  cmd=importer.parse_cmd(args.cmd, "--cmd") if args.cmd else None,
+                  env=args.env, user=args.user, workdir=args.workdir, hostname=args.hostname,
+                  seccomp=not args.no_seccomp)
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from imagetool import views
     store = _store(args)
@@ -243,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref", help="image reference, e.g. busybox or host:5000/app:1")
     sp.add_argument("--platform", help="os/arch[/variant] to pick from an index (default: host)")
     sp.add_argument("--all-platforms", action="store_true", help="pull every platform")
+    sp.add_argument("--verify-diff-ids", action="store_true",
+                    help="also decompress every layer now and check the config's diff_ids "
+                    "(always checked at unpack; compressed digests are always checked)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     sp = verb("push", cmd_push, "push an image from the store to a registry")
@@ -296,8 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workdir")
     sp.add_argument("-m", "--message", help="history comment")
 
+    sp = verb("unpack", cmd_unpack, "unpack an image into a runtime bundle (rootfs + "
+              "config.json), like umoci unpack")
+    sp.add_argument("image", metavar="IMAGE", help="image in the store")
+    sp.add_argument("bundle", metavar="BUNDLE", help="directory to make (absent or empty)")
+    sp.add_argument("--mode", choices=("copy", "overlay"), default="copy",
+                    help="copy (default): a standalone rootfs; overlay: an overlay mount over "
+                    "cached layer snapshots (unmount BUNDLE/rootfs before deleting it)")
+    sp.add_argument("--entrypoint", help='override: JSON array or shell string ("" clears it)')
+    sp.add_argument("--cmd", help="override the command: JSON array or shell string")
+    sp.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="repeatable")
+    sp.add_argument("-u", "--user", help="user[:group], names looked up in the rootfs")
+    sp.add_argument("-w", "--workdir", help="working directory inside the container")
+    sp.add_argument("--hostname", help="container hostname (default: from BUNDLE's name)")
+    sp.add_argument("--no-seccomp", action="store_true",
+                    help="leave out docker's default seccomp profile")
+
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
     sp.add_argument("-q", "--quiet", action="store_true", help="only the total")
+
+    from imagetool.run.cli import register as register_container_verbs
+    register_container_verbs(verb, sub)  # run ps logs stop kill rm exec, inspect <container>
 
     for name, text in PLANNED.items():
         verb(name, cmd_planned, f"{text} (not implemented yet)")

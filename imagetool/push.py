@@ -1,6 +1,7 @@
 """`imagetool push`: a named image in the store -> a registry. Blobs first (in parallel,
 skipping what exists, mounting from a sibling repository when possible), then manifests
-bottom-up by digest, then the top one under the tag, each with its own media type.
+bottom-up by digest, then the top one under the tag, each with its own media type. Blobs
+start largest first; each goes up in one PUT unless it is bigger than `chunk_size`.
 
 An index whose children are only partly in the store (a single-platform pull) can't be
 pushed as is, since registries refuse an index naming unknown manifests; when exactly one
@@ -8,7 +9,6 @@ image manifest is present it is pushed alone under the tag, and the caller is to
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from imagetool import mediatypes as mt
@@ -17,6 +17,7 @@ from imagetool.registry.client import RegistryClient
 from imagetool.registry.config import RegistryConfig
 from imagetool.registry.errors import ManifestError, RegistryError
 from imagetool.registry.manifests import Manifest, parse_manifest, put
+from imagetool.registry.parallel import run_all
 from imagetool.registry.progress import Reporter, make_reporter
 from imagetool.registry.transport import Transport
 from imagetool.registry.upload import CHUNK_SIZE, upload_blob
@@ -120,11 +121,5 @@ def _push_blobs(store: Any, client: RegistryClient, repository: str, images: lis
 
     if not blobs:
         return
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(blobs)))) as pool:
-        futures = [pool.submit(one, d) for d in blobs.values()]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for f in pending:
-            f.cancel()
-        for f in futures:
-            if f.done() and not f.cancelled() and f.exception():
-                raise f.exception()  # type: ignore[misc]
+    largest_first = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
+    run_all(one, largest_first, min(workers, len(blobs)))  # the first failure is raised

@@ -11,11 +11,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-import requests
-
 from imagetool.registry.credentials import Credentials
 from imagetool.registry.errors import AuthError, TransportError, registry_message
-from imagetool.registry.transport import Transport
+from imagetool.registry.transport import Response, Transport
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
 _SCHEME = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_-]*)\s*")
@@ -127,7 +125,6 @@ class Authenticator:
         params += [("scope", s) for s in scopes]
         headers: dict[str, str] = {}
         realm_host = urlsplit(realm).netloc
-        self.transport.base_url(realm_host)  # its certs.d CA, if it has one
         if creds and creds.identity_token:
             form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
                     "client_id": "imagetool", "service": service, "scope": " ".join(scopes)}
@@ -169,7 +166,7 @@ class Authenticator:
         return _Token(value, time.monotonic() + lifetime - margin)
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-              host: str) -> requests.Response:
+              host: str) -> Response:
         try:
             return self.transport.send(method, url, registry=host, headers=headers, body=body)
         except TransportError as e:

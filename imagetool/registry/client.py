@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 from urllib.parse import urlsplit
 
-import requests
-
 from imagetool.reference import DEFAULT_REGISTRY, DOCKER_HUB_API
 from imagetool.registry.auth import Authenticator, repo_scope
 from imagetool.registry.config import RegistryConfig
@@ -19,7 +17,7 @@ from imagetool.registry.errors import (
     TransportError,
     registry_message,
 )
-from imagetool.registry.transport import Body, RetryPolicy, Transport
+from imagetool.registry.transport import Body, Response, RetryPolicy, Transport
 
 AUTO = "auto"
 
@@ -69,7 +67,6 @@ class RegistryClient:
             if self._ready:
                 return
             if self.base:
-                self.transport.base_url(self.host)
                 resp = self.transport.send("GET", f"{self.base}/v2/", registry=self.host,
                                            retry=self.retry)
             else:
@@ -94,7 +91,7 @@ class RegistryClient:
     def request(self, method: str, repository: str, path_or_url: str, *,
                 actions: tuple[str, ...] = ("pull",), extra_scopes: tuple[str, ...] = (),
                 headers: dict[str, str] | None = None, body: Body = None, stream: bool = False,
-                retry: RetryPolicy | None = None) -> requests.Response:
+                retry: RetryPolicy | None = None) -> Response:
         """Send with auth for `repository:actions` (+ extra scopes); one re-auth on 401."""
         self.ensure_ready()
         url = path_or_url if "://" in path_or_url else self.url(repository, path_or_url)
@@ -115,7 +112,7 @@ class RegistryClient:
                 break
         return resp
 
-    def check(self, resp: requests.Response, what: str, ok: tuple[int, ...] = (200,)) -> None:
+    def check(self, resp: Response, what: str, ok: tuple[int, ...] = (200,)) -> None:
         """Raise one clear line when `resp` isn't one of `ok`; `what` names the reference."""
         if resp.status_code in ok:
             return

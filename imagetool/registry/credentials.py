@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -64,6 +62,7 @@ def _load(path: str) -> dict:
 
 def _save(path: str, data: dict) -> None:
     """Atomic, mode 0600: the file holds secrets."""
+    import tempfile  # imported here: pull and push only read the file
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=os.path.dirname(path) or ".")
     try:
@@ -88,6 +87,7 @@ def _helper_for(data: dict, registry: str) -> str | None:
 
 
 def _run_helper(name: str, verb: str, payload: str) -> str:
+    import subprocess  # imported here: most configs have no helper
     prog = f"docker-credential-{name}"
     try:
         p = subprocess.run([prog, verb], input=payload, capture_output=True, text=True,

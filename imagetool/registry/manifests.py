@@ -104,7 +104,7 @@ def fetch(client: RegistryClient, repository: str, target: str, what: str,
                           stream=True)
     client.check(resp, what)
     with resp:
-        raw = resp.raw.read(MAX_MANIFEST + 1, decode_content=True)
+        raw = resp.read(MAX_MANIFEST + 1)
     if len(raw) > MAX_MANIFEST:
         raise ManifestError(f"{what}: manifest larger than {MAX_MANIFEST} bytes")
     if expected is not None:

@@ -3,7 +3,7 @@ manifest from an index or manifest list: attestations (`unknown/unknown`) never 
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 from dataclasses import dataclass
 
 from imagetool.registry.errors import ManifestError
@@ -55,7 +55,8 @@ def parse(text: str) -> Platform:
 
 def host() -> Platform:
     """This machine's platform (linux/<arch>)."""
-    return normalize(_platform.system() or "linux", _platform.machine() or "amd64")
+    u = os.uname()  # what platform.system()/machine() return, without importing platform
+    return normalize(u.sysname or "linux", u.machine or "amd64")
 
 
 def of_descriptor(desc: dict) -> Platform | None:

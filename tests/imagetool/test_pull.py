@@ -1,9 +1,9 @@
 """Pull end to end against a real docker-registry: images pushed by skopeo (OCI and Docker
 schema2) land in the store byte for byte; gzip, zstd and uncompressed layers are checked
-against the config's diff_ids; foreign layers come from their URLs; docker.io mirrors; and
-faults: the registry killed mid-blob and restarted, dropped connections (a 127.0.0.1 proxy
-cuts them), a corrupted blob, an unknown tag, two pulls at once. After every failure the
-store has no name and no partial file."""
+against the config's diff_ids when asked (--verify-diff-ids); foreign layers come from
+their URLs; docker.io mirrors; and faults: the registry killed mid-blob and restarted,
+dropped connections (a 127.0.0.1 proxy cuts them), a corrupted blob, an unknown tag, two
+pulls at once. After every failure the store has no name and no partial file."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from imagetool import cli
 from imagetool import mediatypes as mt
 from imagetool.pull import pull
 from imagetool.registry.config import RegistryConfig
@@ -89,7 +90,7 @@ def test_skopeo_pushed_image_lands_byte_for_byte(registry, busybox_oci, store, f
         assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_gzip_zstd_and_uncompressed_layers(registry, store, tmp_path):
+def test_gzip_zstd_and_uncompressed_layers(registry, store, tmp_path, capsys):
     reg = registry("plain")
     lay = Layout(str(tmp_path / "layout"))
     layers = [(tar_bytes({"a": b"gzip " * 1000}), "gzip"),
@@ -103,12 +104,21 @@ def test_gzip_zstd_and_uncompressed_layers(registry, store, tmp_path):
     digest = pull(store, reg.ref("mixed:good"), config=reg.config(), progress=False)
     kinds = [d["mediaType"] for d in store.read_json(digest)["layers"]]
     assert kinds == [mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD, mt.OCI_LAYER]
-    # diff_ids are checked as layers arrive, so use a store that doesn't have them yet.
+    # Asked for, diff_ids are checked as layers arrive: use a store that doesn't have them.
     fresh = Store(str(tmp_path / "fresh"))
     with pytest.raises(DigestMismatch) as e:
-        pull(fresh, reg.ref("mixed:bad"), config=reg.config(), progress=False)
+        pull(fresh, reg.ref("mixed:bad"), config=reg.config(), progress=False,
+             verify_diff_ids=True)
     assert "uncompresses to sha256:" in str(e.value) and "mixed:bad" in str(e.value)
     assert fresh.list_images() == []
+    # The CLI flag does the same.
+    other = Store(str(tmp_path / "other"))
+    assert cli.main(["--root", other.root, "pull", "-q", "--verify-diff-ids",
+                     reg.ref("mixed:bad")]) == 1
+    assert "uncompresses to sha256:" in capsys.readouterr().err
+    assert other.list_images() == []
+    # By default only the compressed digests are checked (diff_ids are checked at unpack).
+    assert pull(fresh, reg.ref("mixed:bad"), config=reg.config(), progress=False)
     assert_clean(store)
     assert_clean(fresh)
 
@@ -328,3 +338,21 @@ def test_rich_progress_on_a_terminal(registry, busybox_oci, store):
     plain = io.StringIO()
     PlainReporter(plain).skipped("sha256:" + "a" * 64, "layer", "already present")
     assert plain.getvalue() == "aaaaaaaaaaaa: layer already present\n"
+
+
+def test_blobs_start_largest_first(registry, store, tmp_path):
+    """With one worker the order is visible: the biggest blob first, the config last."""
+    reg = registry("plain")
+    lay = Layout(str(tmp_path / "layout"))
+    sizes = (40_000, 300_000, 5_000, 120_000)
+    lay.tag(lay.image([(tar_bytes({f"f{i}": os.urandom(n)}), "none")
+                       for i, n in enumerate(sizes)]), "v")
+    skopeo_copy(f"oci:{lay.path}:v", f"docker://{reg.ref('order:v')}", "--preserve-digests",
+                *reg.skopeo_args())
+    rec = Recorder()
+    digest = pull(store, reg.ref("order:v"), config=reg.config(), reporter=rec, workers=1)
+    m = store.read_json(digest)
+    by_size = sorted([m["config"], *m["layers"]], key=lambda d: -d["size"])
+    assert [k for k, _ in rec.kinds("start")] == [d["digest"] for d in by_size]
+    assert by_size[-1] == m["config"]
+    assert_clean(store)

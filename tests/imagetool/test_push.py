@@ -178,3 +178,25 @@ def test_ctr_pulls_what_we_pushed(registry, source, store):
         proc.wait(timeout=30)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_one_put_per_blob_largest_first(registry, source, store):
+    """By default every blob goes up in a single PUT (POST, then PUT ?digest= with the whole
+    body: no PATCH), the largest first."""
+    reg = registry("plain")
+    proxy = FaultProxy(("127.0.0.1", reg.port)).start()
+    try:
+        rec = Recorder()
+        push(store, source["ref"], f"{proxy.host}/mono:1", config=reg.config(), reporter=rec,
+             workers=1)
+        m = store.read_json(source["digest"])
+        blobs = sorted([m["config"], *m["layers"]], key=lambda d: -d["size"])
+        assert [k for k, _ in rec.kinds("start")] == [d["digest"] for d in blobs]
+        assert proxy.requests("PATCH") == []
+        puts = proxy.requests("PUT", "/v2/mono/blobs/uploads/")
+        assert [e.headers["Content-Length"] for e in puts] == [str(d["size"]) for d in blobs]
+        assert all(f"digest={d['digest'].replace(':', '%3A')}" in e.path
+                   for e, d in zip(puts, blobs, strict=True))
+    finally:
+        proxy.stop()
+    assert _inspect_raw(reg, "mono:1") == store.read_blob(source["digest"])

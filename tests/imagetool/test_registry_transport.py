@@ -10,6 +10,8 @@ import email.utils
 import json
 import os
 import shutil
+import socket
+import threading
 import time
 
 import pytest
@@ -21,6 +23,7 @@ from imagetool.registry.config import ConfigError, RegistryConfig, is_loopback
 from imagetool.registry.credentials import Credentials
 from imagetool.registry.errors import NotFoundError, RegistryError, TransportError
 from imagetool.registry.transport import RetryPolicy, Transport
+from imagetool.store import Store
 from tests.imagetool.conftest import PASSWORD, USER, assert_clean, free_port
 from tests.imagetool.faultproxy import FaultProxy, Redirect, Respond
 from tests.imagetool.images import skopeo_copy
@@ -62,6 +65,7 @@ def test_tls_client_certificate_from_certs_d(registry, tls_material, store):
 
 
 def test_plain_http_only_for_loopback_or_insecure(registry, busybox_oci, store):
+    """(A TLS registry on loopback without certs.d: test_tls_needs_the_ca_from_certs_d.)"""
     reg = registry("plain")
     ref = _seed(reg, busybox_oci)
     t = Transport(RegistryConfig(certs_d=[]))
@@ -218,3 +222,100 @@ def test_client_basic_credentials_explicit(registry, busybox_oci):
         m = manifests.fetch(c, "busybox", "latest", "busybox")
         assert manifests.head(c, "busybox", "latest") == m.digest
         assert manifests.head(c, "busybox", "nope") is None
+
+
+class RawServer:
+    """A bare HTTP/1.1 server on 127.0.0.1 that notes how each connection starts (its request
+    line, or "TLS" for a ClientHello, which it hangs up on) and answers every request with
+    200 `{}`, keeping the connection open, or with `per_conn` set, closing it silently after
+    that many answers (as servers drop idle keep-alive connections)."""
+
+    def __init__(self, per_conn: int | None = None) -> None:
+        self.per_conn = per_conn
+        self.starts: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as f:
+            n = 0
+            while self.per_conn is None or n < self.per_conn:
+                if f.peek(1)[:1] == b"\x16":
+                    self.starts.append(b"TLS")
+                    return
+                line = f.readline()
+                if not line:
+                    return
+                if n == 0:
+                    self.starts.append(line)
+                while f.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+                n += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_loopback_is_plain_http_first_and_connections_are_reused():
+    """No TLS attempt on a loopback registry without a certs.d dir; the scheme is remembered
+    and every request after the ping goes over the same keep-alive connection."""
+    srv = RawServer()
+    t = Transport(RegistryConfig(certs_d=[]))
+    try:
+        with t.ping(srv.host) as resp:
+            assert resp.status_code == 200
+        assert t.base_url(srv.host) == f"http://{srv.host}"
+        for i in range(3):
+            assert t.send("GET", f"{t.base_url(srv.host)}/v2/x/manifests/{i}",
+                          registry=srv.host).json() == {}
+    finally:
+        t.close()
+        srv.close()
+    assert srv.starts == [b"GET /v2/ HTTP/1.1\r\n"]
+
+
+def test_connection_closed_while_idle_is_replaced_not_retried():
+    """A pooled connection the server closed meanwhile costs no retry (attempts=1 here)."""
+    srv = RawServer(per_conn=1)
+    t = Transport(RegistryConfig(certs_d=[]), retry=RetryPolicy(attempts=1))
+    try:
+        t.ping(srv.host).close()
+        for i in range(3):
+            assert t.send("GET", f"http://{srv.host}/v2/{i}", registry=srv.host).json() == {}
+    finally:
+        t.close()
+        srv.close()
+    assert len(srv.starts) == 4 and b"TLS" not in srv.starts
+
+
+def test_http_proxy_from_the_environment(registry, busybox_oci, store, tmp_path, monkeypatch):
+    """http_proxy is used as requests used it (absolute URLs to the proxy), no_proxy too."""
+    reg = registry("plain")
+    ref = _seed(reg, busybox_oci)
+    proxy = FaultProxy(("127.0.0.1", reg.port)).start()
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        monkeypatch.setenv("http_proxy", f"http://{proxy.host}")
+        digest = pull(store, ref, config=reg.config(), progress=False)
+        paths = [e.path for e in proxy.requests()]
+        assert any("/blobs/sha256:" in p for p in paths)
+        assert all(p.startswith(f"http://{reg.host}/v2/") for p in paths)
+        monkeypatch.setenv("no_proxy", "example.com,127.0.0.0/8")
+        other = Store(str(tmp_path / "other"))
+        assert pull(other, ref, config=reg.config(), progress=False) == digest
+        assert len(proxy.requests()) == len(paths)
+    finally:
+        proxy.stop()
+    assert_clean(store)

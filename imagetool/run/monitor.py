@@ -1,0 +1,238 @@
+"""The monitor: one process per container, like conmon. `launch()` double-forks it (its own
+session, reparented away from the command line), and it:
+
+  - becomes a child subreaper, so everything the container leaves behind is reaped here;
+  - creates the container with pyrunc's library (runtime.create) so the init is its child,
+    its stdout/stderr are pipes the monitor reads into the json-file log (and, for a
+    foreground `run`, also copies to the caller's stdout/stderr, which it inherited);
+  - wires the network (network.py) between create and start, and runs the port proxies;
+  - waits for the init, records the exit code, then cleans up: the runtime container and
+    its cgroup, the veth and the address, the overlay rootfs; with --rm the record too;
+  - reports to the caller over a status pipe: {"started": pid} or {"error": text}, then
+    {"exit": code} at the end (a detached caller has closed its end by then).
+
+The runtime is used as a library, not through the pyrunc CLI: the init must be the
+monitor's own child for the exit status, and create()'s stdio is simply the monitor's
+fds 0-2 at that moment."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import time
+import traceback
+from typing import Any
+
+from imagetool.run import logs, network, ports
+from imagetool.run.containers import Records, now, proc_start
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def launch(store_root: str, cid: str, foreground: bool, interactive: bool) -> int:
+    """Start the monitor; return the read end of its status pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            main(store_root, cid, w, foreground, interactive)
+        except BaseException:  # noqa: BLE001
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return r
+
+
+def _send(fd: int | None, msg: dict[str, Any]) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, (json.dumps(msg) + "\n").encode())
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+        return True
+    except OSError:
+        return False
+
+
+def main(store_root: str, cid: str, status_w: int, foreground: bool,
+         interactive: bool) -> None:
+    recs = Records(store_root)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_IGN)
+    out_fd = err_fd = None
+    if foreground:
+        out_fd, err_fd = os.dup(1), os.dup(2)
+    in_fd = os.dup(0) if interactive else None
+    devnull = os.open(os.devnull, os.O_RDWR)
+    mlog = os.open(recs.path(cid, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                   0o600)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(mlog, 2)
+    rec = recs.load(cid)
+    recs.update(cid, MonitorPid=os.getpid(), MonitorStart=proc_start(os.getpid()))
+    host = rec["HostConfig"]
+    mode = host.get("NetworkMode", "bridge")
+    bundle = recs.path(cid, "bundle")
+    proxies: list[ports.Proxy] = []
+    info: dict[str, Any] | None = None
+    created = False
+    o_r = e_r = -1
+    try:
+        from runtime.create import CreateOptions, create
+        if mode == "bridge":
+            info = network.allocate(store_root, cid)
+            for p in host.get("PortBindings") or []:
+                proxies.append(ports.Proxy(p, info["address"]))
+        o_r, o_w = os.pipe()
+        e_r, e_w = os.pipe()
+        os.dup2(in_fd if in_fd is not None else devnull, 0)
+        os.dup2(o_w, 1)
+        os.dup2(e_w, 2)
+        try:
+            state = create(CreateOptions(recs.runtime_root, cid, bundle))
+            created = True
+        finally:
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(mlog, 2)
+            os.close(o_w)
+            os.close(e_w)
+            if in_fd is not None:
+                os.close(in_fd)
+        pid = state["pid"]
+        if mode == "bridge":
+            network.setup_bridge_side(info, cid, pid)
+            network.setup_container_side(info, cid, pid)
+        elif mode == "none":
+            network.setup_container_side(None, cid, pid)
+        from runtime.container import Container
+        Container(recs.runtime_root, cid).start(lambda m: None)
+        for p in proxies:
+            p.start()
+        net = {}
+        if info is not None:
+            net = {"IPAddress": info["address"], "IPPrefixLen": info["prefixlen"],
+                   "Gateway": info["gateway"], "Bridge": info["bridge"]}
+        with recs.lock():
+            rec = recs.load(cid)
+            rec["State"].update(Status="running", Running=True, Pid=pid, StartedAt=now())
+            rec["NetworkSettings"] = dict(net, Ports=[p.port for p in proxies])
+            recs.save(rec)
+    except BaseException as e:  # noqa: BLE001 - reported to the caller, then cleaned up
+        traceback.print_exc()
+        _send(status_w, {"error": str(e) or type(e).__name__})
+        for p in proxies:
+            p.close()
+        _cleanup(recs, store_root, cid, created, info, remove_bundle=False)
+        return
+    _send(status_w, {"started": pid})
+    code = _watch(pid, o_r, e_r, recs.path(cid, f"{cid}-json.log"), out_fd, err_fd)
+    for p in proxies:
+        p.close()
+    recs.update(cid, Status="exited", Running=False, ExitCode=code, FinishedAt=now())
+    _cleanup(recs, store_root, cid, True, info, remove_bundle=True)
+    if host.get("AutoRemove"):
+        recs.remove(cid)
+    else:
+        recs.update(cid, Pid=0)
+    _send(status_w, {"exit": code})
+
+
+def _cleanup(recs: Records, store_root: str, cid: str, created: bool,
+             info: dict[str, Any] | None, remove_bundle: bool) -> None:
+    if created:
+        try:
+            from runtime.container import Container
+            Container(recs.runtime_root, cid).delete(True, lambda m: None)
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+    if info is not None:
+        network.teardown(cid)
+        with contextlib.suppress(Exception):
+            network.release(store_root, cid)
+    if remove_bundle:
+        try:
+            from imagetool import bundle
+            bundle.remove(recs.path(cid, "bundle"))
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+
+
+def _watch(pid: int, o_r: int, e_r: int, log_path: str, out_fd: int | None,
+           err_fd: int | None) -> int:
+    """Log the container's output until the init is reaped and its pipes are closed;
+    reap every other orphan on the way (we are the subreaper). Returns the exit code."""
+    lw = logs.LogWriter(log_path)
+    sel = selectors.DefaultSelector()
+    streams = {o_r: ("stdout", out_fd), e_r: ("stderr", err_fd)}
+    for fd in streams:
+        sel.register(fd, selectors.EVENT_READ)
+    pidfd = os.pidfd_open(pid)
+    sel.register(pidfd, selectors.EVENT_READ)
+    code: int | None = None
+    grace = None
+    while True:
+        for key, _ in sel.select(timeout=0.5):
+            fd = key.fd
+            if fd == pidfd:
+                sel.unregister(pidfd)
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(fd)
+                os.close(fd)
+                del streams[fd]
+                continue
+            name, copy = streams[fd]
+            lw.write(name, data)
+            if copy is not None and not _write_all(copy, data):
+                streams[fd] = (name, None)
+        while True:
+            try:
+                got, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if got == 0:
+                break
+            if got == pid:
+                code = os.waitstatus_to_exitcode(st)
+                if code < 0:
+                    code = 128 - code
+        if code is not None:
+            if not streams:
+                break
+            if grace is None:
+                grace = time.monotonic() + 5
+            elif time.monotonic() > grace:
+                break
+    for fd in list(streams):
+        os.close(fd)
+    os.close(pidfd)
+    lw.close()
+    for fd in (out_fd, err_fd):
+        if fd is not None:
+            os.close(fd)
+    return code

@@ -1,0 +1,252 @@
+"""`imagetool run` and the container verbs on real containers: a busybox image made with
+`imagetool import` from busybox-static, a private store, bridge and subnet per module, real
+HTTP over a published 127.0.0.1 port. Everything is cleaned up even when a test fails:
+containers (rm -f, then monitors by pid), the bridge, mounts under the temp dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from imagetool import mediatypes as mt
+from imagetool.run.containers import Records
+from imagetool.store import Store
+from tests.imagetool.conftest import free_port
+from tests.imagetool.storehelp import imagetool, rootfs_tar
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@pytest.fixture(scope="module")
+def env():
+    d = tempfile.mkdtemp(prefix="itrun-")
+    root = os.path.join(d, "store")
+    bridge = f"itt{secrets.token_hex(3)}"
+    try:
+        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
+        with open(os.path.join(root, "network.json"), "w") as f:
+            json.dump({"bridge": bridge, "subnet": f"10.89.{secrets.randbelow(200) + 20}.0/24"},
+                      f)
+        yield {"dir": d, "root": root, "bridge": bridge}
+    finally:
+        _cleanup(root)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if d in line]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _cleanup(root: str) -> None:
+    recs = Records(root)
+    for rec in recs.all():
+        imagetool(root, "rm", "-f", rec["Id"], check=False, timeout=60)
+    for rec in recs.all():  # a monitor that would not go: by pid
+        pid = rec["State"].get("MonitorPid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def it(env):
+    yield lambda *a, **kw: imagetool(env["root"], *a, **kw)
+    _cleanup(env["root"])
+
+
+def _wait_exited(root: str, cid: str, timeout: float = 30) -> dict:
+    recs = Records(root)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = recs.load(cid)
+        if rec["State"]["Status"] == "exited" and rec["State"].get("Pid") == 0:
+            return rec
+        time.sleep(0.05)
+    raise AssertionError(f"{cid} did not exit")
+
+
+def _get(url: str, tries: int = 50) -> bytes:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_httpd_published_port(env, it):
+    www = os.path.join(env["dir"], "www")
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write("hello from the container\n")
+    port = free_port()
+    cid = it("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "-v", f"{www}:/www:ro",
+             "busybox", "httpd", "-f", "-p", "80", "-h", "/www").stdout.decode().strip()
+    assert len(cid) == 64
+    assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from the container\n"
+    ps = it("ps").stdout.decode()
+    assert "web" in ps and f"127.0.0.1:{port}->80/tcp" in ps
+    insp = json.loads(it("inspect", "web").stdout)[0]
+    assert insp["State"]["Status"] == "running"
+    addr = insp["NetworkSettings"]["IPAddress"]
+    assert addr.startswith("10.89.")
+    it("rm", "-f", "web")
+    assert Records(env["root"]).ids() == []
+    assert subprocess.run(["ip", "link", "show", f"veth{cid[:11]}"], capture_output=True
+                          ).returncode != 0
+    with open(os.path.join(env["root"], "network", "ipam.json")) as f:
+        assert json.load(f)["allocated"] == {}
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_overrides_seen_inside(env, it):
+    p = it("run", "--rm", "-e", "FOO=bar baz", "-w", "/tmp/work", "-u", "user",
+           "--entrypoint", "/bin/sh", "--network", "none", "busybox", "-c",
+           'echo "foo=$FOO"; echo "pwd=$(pwd)"; echo "id=$(id -u):$(id -g)"; echo "0=$0"')
+    out = p.stdout.decode().splitlines()
+    assert out == ["foo=bar baz", "pwd=/tmp/work", "id=1000:1000", "0=/bin/sh"]
+
+
+def test_exit_code_and_rm_leaves_nothing(env, it):
+    p = it("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert p.returncode == 3
+    assert p.stdout == b"out\n" and p.stderr == b"err\n"
+    assert Records(env["root"]).ids() == []
+    assert os.listdir(os.path.join(env["root"], "runtime")) == []
+    with open("/proc/self/mounts") as f:
+        assert not [line for line in f if os.path.join(env["root"], "containers") in line]
+
+
+def test_logs_keep_stdout_and_stderr(env, it):
+    cid = it("run", "-d", "busybox", "sh", "-c",
+             "echo one; echo two >&2; printf partial").stdout.decode().strip()
+    rec = _wait_exited(env["root"], cid)
+    assert rec["State"]["ExitCode"] == 0
+    with open(rec["LogPath"]) as f:
+        entries = [json.loads(line) for line in f]
+    assert [(e["stream"], e["log"]) for e in entries if e["stream"] == "stdout"] == \
+        [("stdout", "one\n"), ("stdout", "partial")]
+    assert [e["log"] for e in entries if e["stream"] == "stderr"] == ["two\n"]
+    assert all(e["time"].endswith("Z") for e in entries)
+    p = it("logs", cid)
+    assert p.stdout == b"one\npartial" and p.stderr == b"two\n"
+    assert "Exited (0)" in it("ps", "-a").stdout.decode()
+    assert cid[:12] not in it("ps").stdout.decode()
+    it("rm", cid)
+    assert Records(env["root"]).ids() == []
+
+
+def _image_with_stop_signal(root: str, name: str, sig: str) -> None:
+    store = Store(root)
+    src = store.get_image("docker.io/library/busybox:latest")
+    manifest = store.read_json(src)
+    config = store.read_json(manifest["config"])
+    config["config"]["StopSignal"] = sig
+    manifest["config"] = store.put_json(config, mt.OCI_CONFIG)
+    desc = store.put_json(manifest, mt.OCI_MANIFEST)
+    desc["platform"] = src.get("platform")
+    store.set_image(name, desc)
+
+
+def test_stop_uses_image_stop_signal_then_kill(env, it):
+    _image_with_stop_signal(env["root"], "docker.io/library/stopper:latest", "SIGUSR1")
+    script = 'trap "echo got-usr1; exit 7" USR1; echo ready; while :; do sleep 0.1; done'
+    cid = it("run", "-d", "stopper", "sh", "-c", script).stdout.decode().strip()
+    _wait_log(env["root"], cid, "ready")
+    it("stop", "-t", "20", cid)
+    rec = Records(env["root"]).load(cid)
+    assert rec["State"]["ExitCode"] == 7
+    assert "got-usr1" in it("logs", cid).stdout.decode()
+    # a container ignoring its stop signal is killed once the timeout is over
+    script = 'trap "" USR1; echo ready; while :; do sleep 0.1; done'
+    cid = it("run", "-d", "stopper", "sh", "-c", script).stdout.decode().strip()
+    _wait_log(env["root"], cid, "ready")
+    t0 = time.monotonic()
+    it("stop", "-t", "1", cid)
+    assert time.monotonic() - t0 >= 1
+    assert Records(env["root"]).load(cid)["State"]["ExitCode"] == 137
+
+
+def _wait_log(root: str, cid: str, text: str, timeout: float = 20) -> None:
+    path = Records(root).load(cid)["LogPath"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError), open(path) as f:
+            if text in f.read():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never logged")
+
+
+def test_two_containers_share_layers(env, it):
+    a = it("run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
+    b = it("run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
+    recs = Records(env["root"])
+    lowers = []
+    with open("/proc/self/mountinfo") as f:
+        info = f.read().splitlines()
+    for cid in (a, b):
+        with open(recs.path(cid, "bundle", "imagetool.json")) as f:
+            assert json.load(f)["mode"] == "overlay"
+        target = recs.path(cid, "bundle", "rootfs")
+        line = [x for x in info if x.split()[4] == target]
+        assert line, f"{target} is not a mount"
+        opts = line[0].split(" - ")[1]
+        lowers.append([o for o in opts.split(",") if o.startswith("lowerdir=")][0]
+                      .split("/")[-1])
+    assert lowers[0] == lowers[1]  # the same layer snapshot below both
+    ia = json.loads(it("inspect", a).stdout)[0]["NetworkSettings"]["IPAddress"]
+    ib = json.loads(it("inspect", b).stdout)[0]["NetworkSettings"]["IPAddress"]
+    assert ia != ib
+    it("rm", "-f", a, b)
+    assert recs.ids() == []
+
+
+def test_exec_kill_and_resources(env, it):
+    cid = it("run", "-d", "--memory", "64m", "--pids-limit", "40", "--cpus", "0.5",
+             "--read-only", "-e", "A=1", "busybox", "sleep", "60").stdout.decode().strip()
+    with open(Records(env["root"]).path(cid, "bundle", "config.json")) as f:
+        spec = json.load(f)
+    res = spec["linux"]["resources"]
+    assert res["memory"]["limit"] == 64 << 20 and res["pids"]["limit"] == 40
+    assert res["cpu"] == {"period": 100000, "quota": 50000}
+    assert spec["root"]["readonly"] is True
+    p = it("exec", "-e", "B=2", "-u", "user", cid, "sh", "-c",
+           'echo "$A$B $(id -u)"; touch /x 2>/dev/null || echo ro')
+    assert p.stdout.decode().splitlines() == ["12 1000", "ro"]
+    it("kill", "-s", "TERM", cid)  # sleep as pid 1 ignores SIGTERM: still running
+    time.sleep(0.3)
+    assert json.loads(it("inspect", cid).stdout)[0]["State"]["Status"] == "running"
+    it("kill", cid)
+    assert _wait_exited(env["root"], cid)["State"]["ExitCode"] == 137
+    assert it("rm", cid).returncode == 0
+
+
+def test_run_errors_leave_nothing(env, it):
+    p = it("run", "--rm", "busybox", "/no/such/binary", check=False)
+    assert p.returncode != 0
+    assert Records(env["root"]).ids() == []
+    p = it("rm", "nonexistent", check=False)
+    assert p.returncode != 0
+
+
+def test_interactive_stdin_and_logs_follow(env, it):
+    p = it("run", "-i", "--rm", "--network", "none", "busybox", "cat", input=b"piped in\n")
+    assert p.stdout == b"piped in\n"
+    cid = it("run", "-d", "--network", "none", "busybox", "sh", "-c",
+             "for i in 1 2 3; do echo l$i; sleep 0.2; done").stdout.decode().strip()
+    assert it("logs", "-f", cid, timeout=30).stdout == b"l1\nl2\nl3\n"
+    it("rm", cid)
