@@ -9,12 +9,11 @@ Two modes:
            BUNDLE/overlay/upper and BUNDLE/overlay/work: a second container of the same image
            copies nothing. remove() unmounts and deletes such a bundle.
 
-Volumes: each path in the image's Volumes becomes an rbind mount from BUNDLE/volumes/<n>,
+Volumes: each path in the image's Volumes becomes a bind mount from BUNDLE/volumes/<n>,
 filled with what the image has at that path (docker's anonymous volumes, copy-up included),
 so the data lives outside the rootfs (and outside the overlay's upper) for as long as the
 bundle does. Nothing is shared between bundles. (Not tmpfs: a volume's data should survive
-the container process, as docker's do. No "rprivate" option: the mount inherits the
-container's private propagation anyway, and pyrunc refuses propagation flags on binds.)
+the container process, as docker's do. Options rbind + rprivate, as docker gives them.)
 
 BUNDLE must not exist or be an empty directory. On any failure (a refused layer entry, a
 digest that does not match, an unknown user, ...) everything made is removed again: an
@@ -144,7 +143,7 @@ def _volumes(config: dict[str, Any], rootfs: str, bundle: str) -> list[dict[str,
             _copy_tree(host, src)
             _copy_meta(src, st)
         mounts.append({"destination": dest, "type": "bind", "source": src,
-                       "options": ["rbind"]})
+                       "options": ["rbind", "rprivate"]})
     return mounts
 
 

@@ -233,6 +233,9 @@ def test_our_bundles_run_under_runc_and_pyrunc(tmp_path, store, app_image, made,
     assert os.lstat(os.path.join(path, "volumes/0-data")).st_uid == 1000
     cfg = json.load(open(os.path.join(path, "config.json")))
     assert cfg["annotations"]["x"] == "y"
+    assert cfg["mounts"][-1] == {"destination": "/data", "type": "bind",
+                                 "source": os.path.join(path, "volumes/0-data"),
+                                 "options": ["rbind", "rprivate"]}
     if mode == "overlay":
         assert snapshots.is_mountpoint(os.path.join(path, "rootfs"))
         assert os.path.isdir(os.path.join(path, "overlay/upper/work/dir"))  # made for cwd
