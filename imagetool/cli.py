@@ -15,7 +15,7 @@ from typing import Any
 from imagetool import __version__
 
 DEFAULT_ROOT = "/var/lib/imagetool"
-PLANNED = {"build": "build an image from a Dockerfile"}
+PLANNED: dict[str, str] = {}
 
 
 class UsageError(Exception):
@@ -234,6 +234,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from imagetool.build.executor import BuildOptions, build
+    build_args: dict[str, str] = {}
+    for item in args.build_arg or []:
+        k, eq, v = item.partition("=")
+        if not k:
+            raise UsageError(f"--build-arg {item!r}: want KEY=VALUE")
+        build_args[k] = v if eq else os.environ.get(k, "")
+    if not args.tag:
+        raise UsageError("build: give at least one -t NAME")
+    dockerfile = args.file
+    if dockerfile and not os.path.isabs(dockerfile) and not os.path.exists(dockerfile):
+        dockerfile = os.path.join(args.context, dockerfile)
+    res = build(_store(args), BuildOptions(
+        context=args.context, dockerfile=dockerfile, tags=args.tag, target=args.target,
+        build_args=build_args, no_cache=args.no_cache),
+        out=(lambda s: None) if args.quiet else None)
+    print(res.manifest["digest"])
+    return 0
+
+
 def cmd_planned(args: argparse.Namespace) -> int:
     print(f"imagetool: {args.verb} is not implemented yet", file=sys.stderr)
     return 2
@@ -329,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hostname", help="container hostname (default: from BUNDLE's name)")
     sp.add_argument("--no-seccomp", action="store_true",
                     help="leave out docker's default seccomp profile")
+
+    sp = verb("build", cmd_build, "build an image from a Dockerfile into the store")
+    sp.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    sp.add_argument("-t", "--tag", action="append", metavar="NAME", help="repeatable")
+    sp.add_argument("-f", "--file", metavar="DOCKERFILE", help="default CONTEXT/Dockerfile")
+    sp.add_argument("--target", help="build this stage (default: the last)")
+    sp.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="repeatable")
+    sp.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only print the digest")
 
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
     sp.add_argument("-q", "--quiet", action="store_true", help="only the total")

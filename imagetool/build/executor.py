@@ -1,0 +1,760 @@
+"""The builder: a BuildPlan executed step by step into images in the store.
+
+- Everything that can be checked is checked before anything runs: the Dockerfile and stage
+  graph (plan.py), every step's variable expansion, context sources and .dockerignore, base
+  and --from images present in the store, and features not supported yet (ADD of a URL or
+  git repository, RUN --mount, heredocs, COPY --parents/--exclude, symbolic --chmod). Those
+  errors name `Dockerfile:LINE`.
+- A stage's rootfs is an overlay of its layers' snapshots (snapshots.py) with a fresh upper
+  directory. RUN executes in a pyrunc container on that overlay (the runtime as a library:
+  the init is our child; host network, no network namespace), with the stage's env (image
+  ENV + ARGs in scope), user, workdir and shell. COPY/ADD write into the mounted overlay;
+  WORKDIR creates its directory. The upper directory then becomes the step's layer (diff.py).
+- Metadata instructions edit the image config as docker does, with a history entry marked
+  empty_layer.
+- The cache: each step's key (cachekey.py) chains from the base image's manifest digest; a
+  filesystem step whose key is in <store root>/build-cache/ (one JSON file per key, written
+  atomically) and whose layer blob is still in the store reuses that layer, so a no-change
+  rebuild mounts nothing and starts no container.
+- SOURCE_DATE_EPOCH (build arg or environment) clamps the mtimes in produced layers and sets
+  every created timestamp, so two builds of the same inputs give the same digests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagetool import convert, layers, snapshots
+from imagetool import mediatypes as mt
+from imagetool.store import Store
+
+from . import cachekey
+from . import dockerfile as df
+from .dockerignore import DockerIgnore
+from .expand import ExpandError
+from .plan import SCRATCH, BuildPlan, Step, plan
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+NOP = "/bin/sh -c #(nop) "
+FS_STEPS = (df.Run, df.Copy, df.Add, df.Workdir)
+
+
+class BuildError(Exception):
+    """A build failed; the message names Dockerfile:LINE where there is one."""
+
+
+@dataclass
+class BuildOptions:
+    context: str
+    dockerfile: str | None = None          # default CONTEXT/Dockerfile
+    tags: list[str] = field(default_factory=list)
+    target: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+
+
+@dataclass
+class StageState:
+    chain: list[tuple[dict[str, Any], str]]     # (layer descriptor, diff_id), bottom first
+    config: dict[str, Any]                      # the whole image config blob
+    key: str                                    # cache key of the last step
+    shell: list[str]
+    env: dict[str, str]                         # image Env as a dict (walk's base_env)
+    cmd_set: bool = False                       # a CMD in this stage (ENTRYPOINT keeps it)
+
+
+@dataclass
+class Result:
+    manifest: dict[str, Any]                    # the manifest descriptor
+    config_digest: str
+    steps: int = 0
+    cached: int = 0
+    containers: int = 0
+
+
+def _rfc3339(epoch: int | None) -> str:
+    when = (_dt.datetime.fromtimestamp(epoch, _dt.UTC) if epoch is not None
+            else _dt.datetime.now(_dt.UTC))
+    return when.isoformat(timespec="seconds" if epoch is not None else "microseconds"
+                          ).replace("+00:00", "Z")
+
+
+def _fail(p: BuildPlan, ins: df.Instruction | None, msg: str) -> BuildError:
+    where = f"{p.filename}:{ins.line}: " if ins is not None else f"{p.filename}: "
+    return BuildError(where + msg)
+
+
+def _words(cmd: list[str]) -> str:
+    return json.dumps(cmd)
+
+
+class Builder:
+    def __init__(self, store: Store, opts: BuildOptions,
+                 out: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.opts = opts
+        self.out = out or (lambda s: print(s, flush=True))
+        self.context = os.path.abspath(opts.context)
+        self.dockerfile_path = opts.dockerfile or os.path.join(self.context, "Dockerfile")
+        self.cache_dir = os.path.join(store.root, "build-cache")
+        self.runtime_root = os.path.join(store.root, "build-runtime")
+        self.snaps = snapshots.Snapshots(store.root)
+        epoch = opts.build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+        self.epoch = int(epoch) if epoch and epoch.strip().isdigit() else None
+        self.containers = 0
+        self.cached = 0
+        self.steps = 0
+        self.tmp: str | None = None
+
+    # -- preparation (no side effects) ----------------------------------------------------------
+    def prepare(self) -> tuple[BuildPlan, dict[int, list[Step]], dict[str, dict[str, Any]]]:
+        if not os.path.isdir(self.context):
+            raise BuildError(f"build context {self.context} is not a directory")
+        try:
+            dfile = df.parse_file(self.dockerfile_path,
+                                  filename=os.path.basename(self.dockerfile_path))
+        except FileNotFoundError:
+            raise BuildError(f"{self.dockerfile_path}: no such Dockerfile") from None
+        p = plan(dfile, target=self.opts.target, build_args=self.opts.build_args)
+        for w in dfile.warnings + p.warnings:
+            self.out(f"warning: {w}")
+        self.ignore = DockerIgnore.load(self.context, self.dockerfile_path)
+        p.check_context(self.context, self.ignore)
+        images: dict[str, dict[str, Any]] = {}
+        for st in p.needed():
+            for src in [st.base, *st.sources]:
+                if src.kind == "image" and src.ref not in images:
+                    images[src.ref] = self._image(p, src.ref, src.line)
+        steps: dict[int, list[Step]] = {}
+        final_env: dict[int, dict[str, str]] = {}
+        for st in p.needed():
+            if st.base.kind == "image":
+                conf = images[st.base.ref]["config"].get("config") or {}
+                base_env = list(conf.get("Env") or [])
+                prelude = self._triggers(p, conf.get("OnBuild") or [], st.line)
+            elif st.base.kind == "stage":
+                assert st.base.stage is not None
+                base_env, prelude = [f"{k}={v}" for k, v in final_env[st.base.stage].items()], []
+            else:
+                base_env, prelude = [], []
+            try:
+                walked = list(p.walk(st.index, base_env, prelude))
+            except (ExpandError, ValueError) as e:
+                raise BuildError(str(e)) from None
+            for s in walked:
+                self._check_supported(p, s.expanded)
+            steps[st.index] = walked
+            final_env[st.index] = walked[-1].image_env if walked else dict(
+                x.partition("=")[::2] for x in base_env)
+        return p, steps, images
+
+    def _image(self, p: BuildPlan, ref: str, line: int) -> dict[str, Any]:
+        from imagetool import bundle
+        try:
+            return bundle.image_parts(self.store, ref)
+        except Exception as e:  # noqa: BLE001 - missing or broken: say which
+            raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store "
+                             f"(pull or import it first): {e}") from None
+
+    def _triggers(self, p: BuildPlan, triggers: list[str], line: int) -> list[df.Instruction]:
+        if not triggers:
+            return []
+        try:
+            return df.parse_instructions("\n".join(triggers) + "\n", p.filename,
+                                         first_line=line)
+        except df.DockerfileError as e:
+            raise BuildError(f"ONBUILD trigger of the base image: {e}") from None
+
+    def _check_supported(self, p: BuildPlan, ins: df.Instruction) -> None:
+        def no(what: str) -> BuildError:
+            return _fail(p, ins, f"{ins.NAME}: {what} is not supported yet")
+        if isinstance(ins, df.Run):
+            if ins.mounts:
+                raise no("--mount")
+            if ins.heredocs:
+                raise no("a heredoc")
+            if ins.security == "insecure":
+                raise no("--security=insecure")
+        if isinstance(ins, (df.Copy, df.Add)):
+            if ins.heredocs:
+                raise no("a heredoc")
+            if ins.exclude:
+                raise no("--exclude")
+            if isinstance(ins, df.Copy) and ins.parents:
+                raise no("--parents")
+            if ins.chmod and not ins.chmod.isdigit():
+                raise no(f"symbolic --chmod={ins.chmod}")
+        if isinstance(ins, df.Add):
+            for s in ins.sources:
+                if df.is_url(s) or df.is_git_url(s):
+                    raise no(f"a URL or git source ({s})")
+
+    # -- the build -------------------------------------------------------------------------------
+    def build(self) -> Result:
+        p, steps, images = self.prepare()
+        tags = []
+        from imagetool import reference
+        for t in self.opts.tags:
+            try:
+                tags.append(reference.normalize(t))
+            except reference.ReferenceError as e:
+                raise BuildError(f"-t {t}: {e}") from None
+        states: dict[int, StageState] = {}
+        os.makedirs(self.cache_dir, exist_ok=True)
+        tmp_parent = os.path.join(self.store.root, "build-tmp")
+        os.makedirs(tmp_parent, mode=0o700, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="b-", dir=tmp_parent)
+        try:
+            with self.store.lease():
+                for sp in p.needed():
+                    base = (p.stages[sp.base.stage or 0].display_name()
+                            if sp.base.kind == "stage" else sp.base.ref)
+                    self.out(f"[stage {sp.display_name()}] FROM {base}")
+                    states[sp.index] = self._stage(p, sp.index, steps[sp.index], images,
+                                                   states)
+                final = states[p.target]
+                mdesc, cdigest = self._commit(final, tags)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return Result(manifest=mdesc, config_digest=cdigest, steps=self.steps,
+                      cached=self.cached, containers=self.containers)
+
+    def _start_state(self, p: BuildPlan, index: int, images: dict[str, dict[str, Any]],
+                     states: dict[int, StageState]) -> StageState:
+        sp = p.stages[index]
+        plat = str(p.target_platform)
+        if sp.base.kind == "stage":
+            prev = states[sp.base.stage or 0]
+            return StageState(chain=list(prev.chain), config=json.loads(json.dumps(prev.config)),
+                              key=prev.key, shell=list(prev.shell), env=dict(prev.env))
+        if sp.base.kind == "image":
+            parts = images[sp.base.ref]
+            config = json.loads(json.dumps(parts["config"]))
+            conf = config.setdefault("config", {})
+            conf.pop("OnBuild", None)   # triggers run in this build; not inherited
+            return StageState(chain=list(parts["chain"]), config=config,
+                              key=cachekey.base_key(sp.base.ref,
+                                                    digest=parts["manifest_desc"]["digest"],
+                                                    platform=plat),
+                              shell=list(conf.get("Shell") or DEFAULT_SHELL),
+                              env=dict(e.partition("=")[::2] for e in conf.get("Env") or []))
+        from imagetool.importer import host_platform
+        config = {**host_platform(), "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
+                  "history": []}
+        return StageState(chain=[], config=config, key=cachekey.base_key(SCRATCH, platform=plat),
+                          shell=list(DEFAULT_SHELL), env={})
+
+    def _stage(self, p: BuildPlan, index: int, steps: list[Step],
+               images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> StageState:
+        state = self._start_state(p, index, images, states)
+        total = len(steps)
+        for n, step in enumerate(steps, 1):
+            self.steps += 1
+            ins = step.expanded
+            self.out(f"STEP {n}/{total}: {step.instruction.original.strip()}")
+            from_keys = []
+            for src in step.sources:
+                if src.kind == "stage":
+                    from_keys.append(states[src.stage or 0].key)
+                elif src.kind == "image":
+                    from_keys.append(images[src.ref]["manifest_desc"]["digest"])
+            sources = None
+            if isinstance(ins, (df.Copy, df.Add)):
+                sources = cachekey.sources_digest(ins, self.context, ignore=self.ignore,
+                                                  filename=p.filename)
+            key = cachekey.step_key(state.key, ins,
+                                    args=step.args if isinstance(ins, df.Run) else None,
+                                    sources=sources, from_keys=from_keys,
+                                    platform=str(p.target_platform),
+                                    extra={"epoch": self.epoch})
+            state.key = key
+            if isinstance(ins, FS_STEPS):
+                self._fs_step(p, state, step, key, images, states)
+            else:
+                # metadata steps are cached only for their timestamp: an unchanged rebuild
+                # makes the same config, so the same image digest
+                rec = self._cache_get(key)
+                if rec is None:
+                    rec = {"layer": None, "created": _rfc3339(self.epoch)}
+                    self._cache_put(key, rec)
+                self._meta_step(p, state, step, rec["created"])
+        return state
+
+    # -- metadata steps -------------------------------------------------------------------------
+    def _history(self, state: StageState, created_by: str, empty: bool,
+                 created: str | None = None) -> None:
+        h: dict[str, Any] = {"created": created or _rfc3339(self.epoch),
+                             "created_by": created_by}
+        if empty:
+            h["empty_layer"] = True
+        h["comment"] = "imagetool build"
+        state.config.setdefault("history", []).append(h)
+
+    def _meta_step(self, p: BuildPlan, state: StageState, step: Step, created: str) -> None:
+        ins = step.expanded
+        conf = state.config.setdefault("config", {})
+        text = ins.original.strip()
+        if isinstance(ins, df.Env):
+            conf["Env"] = [f"{k}={v}" for k, v in step.image_env.items()]
+            state.env = dict(step.image_env)
+            text = "ENV " + " ".join(f"{kv.key}={kv.value}" for kv in ins.pairs)
+        elif isinstance(ins, df.Label):
+            labels = conf.get("Labels") or {}
+            for kv in ins.pairs:
+                labels[kv.key] = kv.value
+            conf["Labels"] = labels
+            text = "LABEL " + " ".join(f"{kv.key}={kv.value}" for kv in ins.pairs)
+        elif isinstance(ins, df.Cmd):
+            conf["Cmd"] = [*state.shell, ins.command[0]] if ins.shell_form else list(ins.command)
+            state.cmd_set = True
+            text = "CMD " + _words(conf["Cmd"])
+        elif isinstance(ins, df.Entrypoint):
+            conf["Entrypoint"] = ([*state.shell, ins.command[0]] if ins.shell_form
+                                  else list(ins.command)) or None
+            if not state.cmd_set:
+                conf.pop("Cmd", None)   # docker: ENTRYPOINT resets an inherited CMD
+            text = "ENTRYPOINT " + _words(conf["Entrypoint"] or [])
+        elif isinstance(ins, df.Expose):
+            ports = conf.get("ExposedPorts") or {}
+            try:
+                for port in df.exposed_ports(ins.ports):
+                    ports[port] = {}
+            except ValueError as e:
+                raise _fail(p, step.instruction, f"EXPOSE: {e}") from None
+            conf["ExposedPorts"] = ports
+            text = "EXPOSE " + " ".join(sorted(ports))
+        elif isinstance(ins, df.Volume):
+            vols = conf.get("Volumes") or {}
+            for v in ins.paths:
+                vols[v] = {}
+            conf["Volumes"] = vols
+            text = "VOLUME " + _words(ins.paths)
+        elif isinstance(ins, df.User):
+            conf["User"] = ins.user
+            text = "USER " + ins.user
+        elif isinstance(ins, df.StopSignal):
+            conf["StopSignal"] = ins.signal
+            text = "STOPSIGNAL " + ins.signal
+        elif isinstance(ins, df.Shell):
+            state.shell = list(ins.shell)
+            conf["Shell"] = list(ins.shell)
+            text = "SHELL " + _words(ins.shell)
+        elif isinstance(ins, df.Healthcheck):
+            hc: dict[str, Any] = {"Test": list(ins.test)}
+            for k, v in (("Interval", ins.interval), ("Timeout", ins.timeout),
+                         ("StartPeriod", ins.start_period),
+                         ("StartInterval", ins.start_interval), ("Retries", ins.retries)):
+                if v:
+                    hc[k] = v
+            conf["Healthcheck"] = hc
+            text = "HEALTHCHECK " + _words(ins.test)
+        elif isinstance(ins, df.Onbuild):
+            conf["OnBuild"] = [*(conf.get("OnBuild") or []), ins.expression]
+            text = "ONBUILD " + ins.expression
+        elif isinstance(ins, df.Maintainer):
+            state.config["author"] = ins.name
+            text = "MAINTAINER " + ins.name
+        elif isinstance(ins, df.Arg):
+            text = "ARG " + " ".join(a.name + (f"={a.default}" if a.default is not None else "")
+                                     for a in ins.args)
+        self._history(state, NOP + text, True, created)
+
+    # -- filesystem steps -----------------------------------------------------------------------
+    def _cache_path(self, key: str) -> str:
+        return os.path.join(self.cache_dir, key.split(":", 1)[1] + ".json")
+
+    def _cache_get(self, key: str) -> dict[str, Any] | None:
+        if self.opts.no_cache:
+            return None
+        try:
+            with open(self._cache_path(key)) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        layer = rec.get("layer")
+        if layer is not None and not self.store.has_blob(layer["digest"]):
+            return None
+        return rec
+
+    def _cache_put(self, key: str, rec: dict[str, Any]) -> None:
+        path = self._cache_path(key)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, path)
+
+    def _fs_step(self, p: BuildPlan, state: StageState, step: Step, key: str,
+                 images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> None:
+        ins = step.expanded
+        conf = state.config.setdefault("config", {})
+        if isinstance(ins, df.Workdir):
+            wd = ins.path
+            if not wd.startswith("/"):
+                wd = os.path.join(conf.get("WorkingDir") or "/", wd)
+            conf["WorkingDir"] = os.path.normpath(wd)
+            text = NOP + "WORKDIR " + conf["WorkingDir"]
+        elif isinstance(ins, df.Run):
+            text = "RUN " + " ".join(self._run_argv(ins, state))
+        else:
+            srcs = " ".join(ins.sources)
+            text = f"{ins.NAME} {srcs} {ins.dest}"
+            if isinstance(ins, df.Copy) and ins.from_stage:
+                text = f"{ins.NAME} --from={ins.from_stage} {srcs} {ins.dest}"
+            text = NOP + text
+        rec = self._cache_get(key)
+        if rec is not None:
+            self.cached += 1
+            self.out(f"--> Using cache {key}")
+        else:
+            rec = self._execute(p, state, step, images, states)
+            self._cache_put(key, rec)
+        if rec.get("layer") is not None:
+            state.chain.append((rec["layer"], rec["diff_id"]))
+            state.config.setdefault("rootfs", {"type": "layers"}).setdefault(
+                "diff_ids", []).append(rec["diff_id"])
+        self._history(state, text, rec.get("layer") is None, rec.get("created"))
+
+    def _run_argv(self, ins: df.Run, state: StageState) -> list[str]:
+        return ins.argv(state.shell)[0]
+
+    @contextlib.contextmanager
+    def _mounted(self, chain: list[tuple[dict[str, Any], str]]) -> Iterator[tuple[str, str]]:
+        """(merged rootfs, upper dir) of an overlay over `chain`, unmounted and removed at
+        the end; the upper dir is read inside the block."""
+        assert self.tmp is not None
+        d = tempfile.mkdtemp(prefix="m-", dir=self.tmp)
+        merged = os.path.join(d, "bundle", "rootfs")
+        upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
+        os.makedirs(merged)
+        os.chmod(os.path.join(d, "bundle"), 0o700)
+        os.mkdir(upper, 0o755)
+        os.mkdir(work, 0o700)
+        if chain:
+            lowers = self.snaps.ensure(self.store, chain)
+        else:
+            empty = os.path.join(d, "empty")
+            os.mkdir(empty, 0o755)
+            lowers = [empty]
+        snapshots.mount_overlay(lowers, upper, work, merged)
+        try:
+            yield merged, upper
+        finally:
+            try:
+                snapshots.unmount(merged)
+            finally:
+                if not snapshots.is_mountpoint(merged):
+                    shutil.rmtree(d, ignore_errors=True)
+
+    def _execute(self, p: BuildPlan, state: StageState, step: Step,
+                 images: dict[str, dict[str, Any]], states: dict[int, StageState]
+                 ) -> dict[str, Any]:
+        ins = step.expanded
+        conf = state.config.get("config") or {}
+        with self._mounted(state.chain) as (merged, upper):
+            try:
+                if isinstance(ins, df.Workdir):
+                    self._mkdir(merged, conf["WorkingDir"])
+                elif isinstance(ins, df.Run):
+                    self._run(p, state, step, merged)
+                else:
+                    self._copy(p, state, step, merged, images, states)
+            except (layers.LayerError, convert.ConvertError, OSError) as e:
+                raise _fail(p, step.instruction, f"{ins.NAME} failed: {e}") from None
+            if not os.listdir(upper):
+                return {"layer": None, "created": _rfc3339(self.epoch)}
+            from .diff import write_layer
+            desc, diff_id, _ = write_layer(self.store, upper, epoch=self.epoch)
+        return {"layer": desc, "diff_id": diff_id, "created": _rfc3339(self.epoch)}
+
+    @staticmethod
+    def _mkdir(root: str, path: str) -> str:
+        parts = layers.split_name(path.lstrip("/"), "rootfs", "directory")
+        rel = layers.Resolver(root, "rootfs").directory(parts, True, path)
+        return os.path.join(root, rel) if rel else root
+
+    # -- RUN ------------------------------------------------------------------------------------
+    def _run(self, p: BuildPlan, state: StageState, step: Step, merged: str) -> None:
+        from runtime.container import Container
+        from runtime.create import CreateOptions, create
+
+        ins = step.expanded
+        assert isinstance(ins, df.Run)
+        conf = state.config.get("config") or {}
+        argv = self._run_argv(ins, state)
+        user = convert.resolve_user(conf.get("User") or "",
+                                    layers.read_file_in(merged, "/etc/passwd"),
+                                    layers.read_file_in(merged, "/etc/group"))
+        env = [f"{k}={v}" for k, v in step.env.items()]
+        wd = conf.get("WorkingDir") or "/"
+        self._mkdir(merged, wd)
+        spec = convert.spec_from_image({"config": {"Env": env}}, user=user, entrypoint=[],
+                                       cmd=argv, workdir=wd, hostname="buildkitsandbox")
+        linux = spec["linux"]
+        if ins.network != "none":   # host network: share ours (no network namespace)
+            linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+            linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
+                               if not k.startswith("net.")}
+            for f in ("/etc/resolv.conf", "/etc/hosts"):
+                target = os.path.join(merged, f.lstrip("/"))
+                if os.path.isfile(f) and os.path.isfile(target) and \
+                        not os.path.islink(target):
+                    spec["mounts"].append({"destination": f, "type": "bind", "source": f,
+                                           "options": ["rbind", "ro"]})
+        stubs = _missing_mountpoints(merged, [m["destination"] for m in spec["mounts"]])
+        bundle = os.path.dirname(merged)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        cid = "build-" + uuid.uuid4().hex[:16]
+        self.containers += 1
+        self.out(f"--> running in container {cid}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        created = False
+        try:
+            os.dup2(devnull, 0)
+            try:
+                state_ = create(CreateOptions(self.runtime_root, cid, bundle))
+                created = True
+            finally:
+                os.dup2(saved, 0)
+            pid = state_["pid"]
+            Container(self.runtime_root, cid).start(lambda m: None)
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except Exception as e:
+            if isinstance(e, BuildError):
+                raise
+            raise _fail(p, step.instruction, f"RUN: cannot run the container: {e}") from None
+        finally:
+            os.close(saved)
+            os.close(devnull)
+            if created:
+                with contextlib.suppress(Exception):
+                    Container(self.runtime_root, cid).delete(True, lambda m: None)
+        _remove_stubs(merged, stubs)
+        if code != 0:
+            raise _fail(p, step.instruction, f"RUN: process {json.dumps(argv)} did not "
+                        f"complete successfully: exit code: {code if code >= 0 else 128 - code}")
+
+    # -- COPY / ADD -----------------------------------------------------------------------------
+    def _owner(self, merged: str, chown: str | None) -> tuple[int, int] | None:
+        if not chown:
+            return None
+        user, _, group = chown.partition(":")
+        passwd = convert._table(layers.read_file_in(merged, "/etc/passwd"))
+        groups = convert._table(layers.read_file_in(merged, "/etc/group"))
+
+        def look(name: str, table: list[list[str]], what: str) -> int:
+            if name.isdigit():
+                return int(name)
+            for r in table:
+                if len(r) >= 3 and r[0] == name and r[2].isdigit():
+                    return int(r[2])
+            raise BuildError(f"--chown={chown}: unable to find {what} {name}: no matching "
+                             f"entries in the {what} file")
+        uid = look(user, passwd, "user") if user else 0
+        gid = look(group, groups, "group") if group else uid
+        return uid, gid
+
+    def _copy(self, p: BuildPlan, state: StageState, step: Step, merged: str,
+              images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> None:
+        ins = step.expanded
+        assert isinstance(ins, (df.Copy, df.Add))
+        conf = state.config.get("config") or {}
+        try:
+            owner = self._owner(merged, ins.chown)
+        except BuildError as e:
+            raise _fail(p, step.instruction, f"{ins.NAME}: {e}") from None
+        mode = int(ins.chmod, 8) if ins.chmod else None
+        dest = ins.dest
+        if not dest.startswith("/"):
+            dest = os.path.join(conf.get("WorkingDir") or "/", dest)
+        into_dir = ins.dest.endswith("/") or ins.dest in (".", "..") or len(ins.sources) > 1 \
+            or any(cachekey.has_wildcards(s) for s in ins.sources)
+        res = layers.Resolver(merged, "rootfs")
+        dparts = layers.split_name(dest.lstrip("/"), "rootfs", "destination")
+        # an existing directory at dest takes the sources inside it, as docker does
+        if not into_dir and dparts:
+            try:
+                host = res.follow(dest, dest)
+                into_dir = stat.S_ISDIR(os.stat(host).st_mode)
+            except (FileNotFoundError, NotADirectoryError, layers.LayerError):
+                pass
+        if isinstance(ins, df.Copy) and ins.from_stage:
+            src = step.sources[0] if step.sources else None
+            if src is not None and src.kind == "stage":
+                chain = states[src.stage or 0].chain
+            elif src is not None and src.kind == "image":
+                chain = images[src.ref]["chain"]
+            else:
+                raise _fail(p, step.instruction, f"COPY --from={ins.from_stage}: unresolved")
+            with self._mounted(chain) as (src_root, _):
+                self._copy_from(src_root, DockerIgnore(), ins, merged, dest, dparts, into_dir,
+                                owner, mode, add=False)
+        else:
+            self._copy_from(self.context, self.ignore, ins, merged, dest, dparts, into_dir,
+                            owner, mode, add=isinstance(ins, df.Add))
+
+    def _copy_from(self, root: str, ignore: DockerIgnore, ins: df.Copy | df.Add, merged: str,
+                   dest: str, dparts: list[str], into_dir: bool,
+                   owner: tuple[int, int] | None, mode: int | None, add: bool) -> None:
+        res = layers.Resolver(merged, "rootfs")
+        dir_times: list[tuple[str, int]] = []
+        for top, real, full, st in cachekey._roots(root, ins.sources, ignore):
+            if stat.S_ISDIR(st.st_mode):
+                base_rel = res.directory(dparts, True, dest)
+                base = res.host(base_rel)
+                if owner:
+                    os.chown(base, *owner)
+                for child, entry in ignore.walk(root, real):
+                    suffix = child[len(real):].lstrip("/") if real else child
+                    cparts = [*dparts, *suffix.split("/")]
+                    parent = res.host(res.directory(cparts[:-1], True, dest))
+                    self._put(entry.path, entry.stat(follow_symlinks=False),
+                              os.path.join(parent, cparts[-1]), owner, mode, dir_times)
+                    if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
+                        res.forget()
+                continue
+            if add and stat.S_ISREG(st.st_mode) and _is_tar(full):
+                base = res.host(res.directory(dparts, True, dest))
+                with open(full, "rb") as f:
+                    layers.Applier(base).apply(f, f"ADD {top}")
+                res.forget()
+                continue
+            if into_dir or not dparts:
+                parts = [*dparts, os.path.basename(top.rstrip("/")) or top]
+            else:
+                parts = dparts
+            parent = res.host(res.directory(parts[:-1], True, dest))
+            real_st = os.stat(full) if stat.S_ISLNK(st.st_mode) else st
+            self._put(os.path.realpath(full) if stat.S_ISLNK(st.st_mode) else full, real_st,
+                      os.path.join(parent, parts[-1]), owner, mode, dir_times)
+            res.forget()
+        for path, mtime in reversed(dir_times):
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+    @staticmethod
+    def _put(src: str, st: os.stat_result, dst: str, owner: tuple[int, int] | None,
+             mode: int | None, dir_times: list[tuple[str, int]]) -> None:
+        try:
+            old = os.lstat(dst)
+        except FileNotFoundError:
+            old = None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if old is not None and not (is_dir and stat.S_ISDIR(old.st_mode)):
+            if stat.S_ISDIR(old.st_mode):
+                shutil.rmtree(dst)
+            else:
+                os.unlink(dst)
+        uid, gid = owner if owner else (0, 0)
+        if is_dir:
+            if old is None or not stat.S_ISDIR(old.st_mode):
+                os.mkdir(dst, 0o755)
+            dir_times.append((dst, int(st.st_mtime)))
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+            os.chown(dst, uid, gid, follow_symlinks=False)
+            os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+            return
+        elif stat.S_ISREG(st.st_mode):
+            with open(src, "rb") as fi, open(dst, "xb") as fo:
+                shutil.copyfileobj(fi, fo, 1 << 20)
+        else:
+            return  # devices, fifos and sockets are not copied from a context
+        os.chown(dst, uid, gid)
+        os.chmod(dst, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+    # -- the image ------------------------------------------------------------------------------
+    def _commit(self, state: StageState, tags: list[str]) -> tuple[dict[str, Any], str]:
+        config = state.config
+        hist = config.get("history") or []
+        config["created"] = hist[-1]["created"] if hist else _rfc3339(self.epoch)
+        config["rootfs"] = {"type": "layers", "diff_ids": [d for _, d in state.chain]}
+        conf = config.get("config") or {}
+        config["config"] = {k: v for k, v in conf.items() if v is not None}
+        config.pop("container_config", None)
+        config.pop("container", None)
+        cdesc = self.store.put_json(config, mt.OCI_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": cdesc,
+                    "layers": [dict(desc, mediaType=desc.get("mediaType", mt.OCI_LAYER_GZIP))
+                               for desc, _ in state.chain]}
+        mdesc = self.store.put_json(manifest, mt.OCI_MANIFEST)
+        plat = {"architecture": config.get("architecture"), "os": config.get("os")}
+        if config.get("variant"):
+            plat["variant"] = config["variant"]
+        mdesc["platform"] = plat
+        if tags:
+            self.store.set_images([(t, mdesc) for t in tags])
+        return mdesc, cdesc["digest"]
+
+
+def _missing_mountpoints(root: str, destinations: list[str]) -> list[str]:
+    """The first missing component of each mount destination: the runtime makes these as
+    mount points, and they should not end up in the layer (buildkit removes them too)."""
+    out: list[str] = []
+    for dest in destinations:
+        cur = root
+        for part in [x for x in dest.split("/") if x]:
+            cur = os.path.join(cur, part)
+            if os.path.islink(cur):
+                break
+            if not os.path.lexists(cur):
+                if cur not in out:
+                    out.append(cur)
+                break
+    return out
+
+
+def _remove_stubs(root: str, stubs: list[str]) -> None:
+    """Remove mount-point stubs the RUN left empty (only new names: no whiteouts needed)."""
+    for stub in stubs:
+        try:
+            st = os.lstat(stub)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            for dirpath, _, _ in sorted(os.walk(stub), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(stub)
+
+
+def _is_tar(path: str) -> bool:
+    """A local ADD source that is a (possibly compressed) tar archive: extracted."""
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            return tf.next() is not None
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+
+
+def build(store: Store, opts: BuildOptions, out: Callable[[str], None] | None = None) -> Result:
+    started = time.monotonic()
+    b = Builder(store, opts, out)
+    try:
+        res = b.build()
+    except df.DockerfileError as e:
+        raise BuildError(str(e)) from None
+    b.out(f"--> built {res.manifest['digest']} in {time.monotonic() - started:.2f}s "
+          f"({res.steps} steps, {res.cached} cached, {res.containers} containers)")
+    return res
+
+
+__all__ = ["BuildError", "BuildOptions", "Builder", "Result", "build"]

@@ -1,0 +1,95 @@
+"""`imagetool build` from the command line: examples/app (WORKDIR, ENV, COPY, RUN, CMD on a
+busybox base made with `imagetool import`) is built, run with `imagetool run -d -p` and
+answers over HTTP; a rebuild is all cache hits and starts no container; errors are one line
+naming Dockerfile:LINE. Containers, the bridge and mounts are cleaned up even on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from tests.imagetool.conftest import free_port
+from tests.imagetool.run.test_run import _cleanup
+from tests.imagetool.storehelp import imagetool, rootfs_tar
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "app")
+
+
+@pytest.fixture(scope="module")
+def env():
+    d = tempfile.mkdtemp(prefix="itbcli-")
+    root = os.path.join(d, "store")
+    bridge = f"itb{secrets.token_hex(3)}"
+    try:
+        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
+        with open(os.path.join(root, "network.json"), "w") as f:
+            json.dump({"bridge": bridge, "subnet": f"10.88.{secrets.randbelow(200) + 20}.0/24"},
+                      f)
+        yield {"dir": d, "root": root}
+    finally:
+        _cleanup(root)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if d in line]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _get(url: str, tries: int = 50) -> bytes:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_example_app_builds_runs_and_rebuilds_from_cache(env):
+    root = env["root"]
+    p = imagetool(root, "build", "-t", "app:latest", "-t", "app:1", APP)
+    out = p.stdout.decode()
+    digest = out.strip().splitlines()[-1]
+    assert digest.startswith("sha256:") and "1 containers" in out
+    listed = imagetool(root, "images").stdout.decode()
+    assert "app" in listed and "latest" in listed and "1" in listed
+    port = free_port()
+    try:
+        imagetool(root, "run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80",
+                  "app:latest")
+        page = _get(f"http://127.0.0.1:{port}/index.html")
+        assert page == b"<h1>example app</h1>\n<p>hello from imagetool build</p>\n"
+    finally:
+        _cleanup(root)
+    started = time.monotonic()
+    p = imagetool(root, "build", "-t", "app:latest", APP)
+    elapsed = time.monotonic() - started
+    out = p.stdout.decode()
+    assert "Using cache" in out and "0 containers" in out and "running in" not in out
+    assert out.strip().splitlines()[-1] == digest
+    assert elapsed < 10
+
+
+def test_build_errors_name_the_line(env):
+    ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nRUN true\nCOPY nothere /x\n")
+    p = imagetool(env["root"], "build", "-t", "bad:1", ctx, check=False)
+    assert p.returncode == 1
+    err = p.stderr.decode()
+    assert "Dockerfile:3" in err and "nothere" in err and len(err.strip().splitlines()) == 1
+    assert b"running in" not in p.stdout
+    p = imagetool(env["root"], "build", "-t", "bad:1", "-f", "Nope", ctx, check=False)
+    assert p.returncode == 1 and "no such Dockerfile" in p.stderr.decode()
+    p = imagetool(env["root"], "build", ctx, check=False)
+    assert p.returncode == 2 and "-t" in p.stderr.decode()
