@@ -130,15 +130,12 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
     return _check(_libc.prctl(option, a2, a3, a4, a5), f"prctl({option})")
 
 
-def clone(flags: int) -> int:
-    """fork(2) with namespace flags: returns 0 in the child, the child's pid in the parent.
-
-    The raw syscall (no new stack) behaves like fork, so the child resumes right here.
-    PyOS_BeforeFork/AfterFork keep the interpreter's locks sane, as os.fork does.
-    """
+def _fork_like(*args: object) -> int:
+    """Run a fork-like syscall as os.fork does: PyOS_BeforeFork/AfterFork keep the
+    interpreter's locks sane; returns 0 in the child, the child's pid in the parent."""
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
-    pid = _pylibc.syscall(SYS["clone"], ctypes.c_ulong(flags | SIGCHLD), None, None, None, None)
+    pid = _pylibc.syscall(*args)
     if pid == 0:
         api.PyOS_AfterFork_Child()
         return 0
@@ -147,6 +144,12 @@ def clone(flags: int) -> int:
     if pid < 0:
         raise OSError(err, f"clone: {os.strerror(err)}")
     return pid
+
+
+def clone(flags: int) -> int:
+    """fork(2) with namespace flags: returns 0 in the child, the child's pid in the parent.
+    The raw syscall (no new stack) behaves like fork, so the child resumes right here."""
+    return _fork_like(SYS["clone"], ctypes.c_ulong(flags | SIGCHLD), None, None, None, None)
 
 
 CLONE_INTO_CGROUP = 0x200000000
@@ -161,17 +164,7 @@ def clone_into_cgroup(flags: int, cgroup_fd: int) -> int:
     args[0] = flags | CLONE_INTO_CGROUP
     args[4] = SIGCHLD
     args[10] = cgroup_fd
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = _pylibc.syscall(SYS["clone3"], ctypes.byref(args), ctypes.c_size_t(88))
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(err, f"clone3: {os.strerror(err)}")
-    return pid
+    return _fork_like(SYS["clone3"], ctypes.byref(args), ctypes.c_size_t(88))
 
 
 class _CapHeader(ctypes.Structure):
