@@ -218,7 +218,10 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from imagetool import views
+    import contextlib
+
+    from imagetool import snapshots, views
+    from imagetool.run.containers import Records
     store = _store(args)
     report = store.gc_report(wait=False)
     if not report and store.busy():
@@ -230,6 +233,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
         total += size
         if not args.quiet:
             print(f"Deleted: {digest}")
+    recs = Records(store.root)
+    in_use: set[str] = set()  # the layers of the bundles containers still have
+    for cid in recs.ids():
+        with contextlib.suppress(OSError, ValueError), \
+                open(recs.path(cid, "bundle", "imagetool.json")) as f:
+            in_use.update(json.load(f).get("layers") or [])
+    for digest, size in snapshots.prune_store(store, in_use):
+        total += size
+        if not args.quiet:
+            print(f"Deleted snapshot: {digest}")
     print(f"Total reclaimed space: {views.human_size(total)}")
     return 0
 

@@ -152,6 +152,38 @@ class Snapshots:
         return removed
 
 
+def prune_store(store: Any, in_use: set[str] | None = None) -> list[tuple[str, int]]:
+    """`imagetool prune`'s snapshot part: remove the snapshots of layers no image in `store`
+    references, that no overlay mount uses and that are not in `in_use` (layers of the
+    containers' bundles); return (digest, bytes freed) pairs. Holds the store's GC lock
+    exclusively (unpack() holds it shared from ensure() to its overlay mount, so no snapshot
+    is picked up meanwhile) and each snapshot's own lock while removing it."""
+    snaps = Snapshots(store.root)
+    if not snaps.list() or not os.path.exists(store.layout_path):
+        return []
+    with flock_for(os.path.join(store.root, ".gc.lock")).exclusive(), store.lock():
+        keep = store.live_blobs()
+        busy = set(in_use or ()) | mounted_lowers(snaps)
+        sizes = {d: _size(snaps.path(d)) for d in snaps.list()
+                 if d not in keep and d not in busy}
+        if not sizes:
+            return []
+        return [(d, sizes.get(d, 0)) for d in snaps.prune(keep, busy)]
+
+
+def _size(path: str) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for name in files + dirs:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(top, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size if not stat.S_ISDIR(st.st_mode) else 0
+    return total
+
+
 def _inherit_dirs(root: str, rels: list[str], lowers: list[str]) -> None:
     """Give directories a layer only implied the metadata of the same directory in the
     topmost lower layer that has one (nothing to do when none does)."""

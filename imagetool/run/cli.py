@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         bundle.unpack(store, parts["name"], bpath, mode="overlay", entrypoint=entrypoint,
                       cmd=cmd, env=env, user=args.user, workdir=args.workdir,
-                      hostname=args.hostname or cid[:12], terminal=False)
+                      hostname=args.hostname or cid[:12], terminal=args.tty)
         _edit_config(os.path.join(bpath, "config.json"), args, mode, volumes)
         with open(os.path.join(bpath, "config.json")) as f:
             proc = json.load(f)["process"]
@@ -187,7 +187,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     sys.stdout.flush()
     sys.stderr.flush()
-    fd = monitor.launch(args.root, cid, not args.detach, args.interactive)
+    # raw before the container can print or read anything, restored on every way out
+    saved = _raw_terminal() if args.tty and args.interactive and not args.detach else None
+    try:
+        # -dit: the pty stays open for the container; the caller's terminal is not read
+        fd = monitor.launch(args.root, cid, not args.detach,
+                            args.interactive and not (args.detach and args.tty))
+    except BaseException:
+        _restore_terminal(saved)
+        raise
     try:
         got = _read_status(fd)
         if got is None or "started" not in got[0]:
@@ -217,6 +225,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         return int(json.loads(rest.partition(b"\n")[0]).get("exit", 125))
     finally:
         os.close(fd)
+        _restore_terminal(saved)
+
+
+def _raw_terminal() -> Any:
+    """Put our stdin, when it is a terminal, in raw mode (keys, ^C included, go to the
+    container's pty, whose own line discipline handles them); return what to restore."""
+    import termios
+    import tty
+    if not os.isatty(0):
+        return None
+    try:
+        saved = termios.tcgetattr(0)
+        tty.setraw(0, termios.TCSADRAIN)
+    except termios.error:
+        return None
+    return saved
+
+
+def _restore_terminal(saved: Any) -> None:
+    if saved is not None:
+        import termios
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 def _kill_runtime(recs: Records, cid: str, sig: int) -> None:
@@ -461,7 +492,7 @@ def register(verb: Any, sub: Any) -> None:
     sp.add_argument("--network", "--net", choices=("none", "host", "bridge"),
                     default="bridge")
     sp.add_argument("-t", "--tty", action="store_true",
-                    help="(accepted; output is logged as plain stdout)")
+                    help="give the container a pty (its output is logged as stdout)")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")

@@ -91,34 +91,52 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
     rec = recs.load(cid)
     recs.update(cid, MonitorPid=os.getpid(), MonitorStart=proc_start(os.getpid()))
     host = rec["HostConfig"]
+    tty = bool((rec.get("Config") or {}).get("Tty"))
     mode = host.get("NetworkMode", "bridge")
     bundle = recs.path(cid, "bundle")
     proxies: list[ports.Proxy] = []
     info: dict[str, Any] | None = None
     created = False
-    o_r = e_r = -1
+    o_r = e_r = master = -1
+    console: _Console | None = None
     try:
         from runtime.create import CreateOptions, create
         if mode == "bridge":
+            network.preload()
             info = network.allocate(store_root, cid)
             for p in host.get("PortBindings") or []:
                 proxies.append(ports.Proxy(p, info["address"]))
-        o_r, o_w = os.pipe()
-        e_r, e_w = os.pipe()
-        os.dup2(in_fd if in_fd is not None else devnull, 0)
-        os.dup2(o_w, 1)
-        os.dup2(e_w, 2)
-        try:
-            state = create(CreateOptions(recs.runtime_root, cid, bundle))
-            created = True
-        finally:
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(mlog, 2)
-            os.close(o_w)
-            os.close(e_w)
-            if in_fd is not None:
-                os.close(in_fd)
+        if tty:
+            console = _Console()
+            try:
+                state = create(CreateOptions(recs.runtime_root, cid, bundle,
+                                             console_socket=console.path))
+                created = True
+                master = console.receive()
+            finally:
+                console.close()
+                if in_fd is not None and master < 0:
+                    os.close(in_fd)
+                    in_fd = None
+            _copy_winsize(out_fd, master)
+        else:
+            o_r, o_w = os.pipe()
+            e_r, e_w = os.pipe()
+            os.dup2(in_fd if in_fd is not None else devnull, 0)
+            os.dup2(o_w, 1)
+            os.dup2(e_w, 2)
+            try:
+                state = create(CreateOptions(recs.runtime_root, cid, bundle))
+                created = True
+            finally:
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                os.dup2(mlog, 2)
+                os.close(o_w)
+                os.close(e_w)
+                if in_fd is not None:
+                    os.close(in_fd)
+                    in_fd = None
         pid = state["pid"]
         if mode == "bridge":
             network.setup_bridge_side(info, cid, pid)
@@ -143,10 +161,21 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
         _send(status_w, {"error": str(e) or type(e).__name__})
         for p in proxies:
             p.close()
+        for fd in (master, in_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
         _cleanup(recs, store_root, cid, created, info, remove_bundle=False)
         return
     _send(status_w, {"started": pid})
-    code = _watch(pid, o_r, e_r, recs.path(cid, f"{cid}-json.log"), out_fd, err_fd)
+    if tty:  # one stream: the pty's output is the container's stdout, as in docker
+        outputs = {master: ("stdout", out_fd)}
+        if err_fd is not None:
+            os.close(err_fd)
+            err_fd = None
+    else:
+        outputs = {o_r: ("stdout", out_fd), e_r: ("stderr", err_fd)}
+    code = _watch(pid, outputs, recs.path(cid, f"{cid}-json.log"), out_fd, err_fd,
+                  in_fd, master if tty else None)
     for p in proxies:
         p.close()
     recs.update(cid, Status="exited", Running=False, ExitCode=code, FinishedAt=now())
@@ -178,33 +207,131 @@ def _cleanup(recs: Records, store_root: str, cid: str, created: bool,
             traceback.print_exc()
 
 
-def _watch(pid: int, o_r: int, e_r: int, log_path: str, out_fd: int | None,
-           err_fd: int | None) -> int:
-    """Log the container's output until the init is reaped and its pipes are closed;
-    reap every other orphan on the way (we are the subreaper). Returns the exit code."""
+class _Console:
+    """A private console socket (a 0700 temp directory of its own) for pyrunc's
+    --console-socket protocol: the init connects during create() and sends the pty master."""
+
+    def __init__(self) -> None:
+        import socket
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="imagetool-console-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.settimeout(30)
+
+    def receive(self) -> int:
+        from runtime.console import recv_fd
+        conn, _ = self.sock.accept()
+        try:
+            conn.settimeout(30)
+            _name, master = recv_fd(conn)
+        finally:
+            conn.close()
+        os.set_inheritable(master, False)
+        return master
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.dir)
+
+
+def _copy_winsize(src: int | None, master: int) -> None:
+    """Give the container's pty the size of the caller's terminal, when there is one."""
+    import fcntl
+    import termios
+    if src is None or not os.isatty(src):
+        return
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
+           out_fd: int | None, err_fd: int | None, in_fd: int | None = None,
+           master: int | None = None) -> int:
+    """Log the container's output (`outputs`: fd -> (stream name, fd to copy it to or
+    None)) until the init is reaped and those fds are closed; reap every other orphan on
+    the way (we are the subreaper). With a pty, copy `in_fd` (the caller's stdin) to
+    `master` too, without ever blocking on it. Returns the exit code."""
     lw = logs.LogWriter(log_path)
     sel = selectors.DefaultSelector()
-    streams = {o_r: ("stdout", out_fd), e_r: ("stderr", err_fd)}
+    streams = dict(outputs)
     for fd in streams:
         sel.register(fd, selectors.EVENT_READ)
+    pending = b""
+    if in_fd is not None and master is not None:
+        os.set_blocking(master, False)
+        sel.register(in_fd, selectors.EVENT_READ)
+    elif in_fd is not None:
+        os.close(in_fd)
+        in_fd = None
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ)
     code: int | None = None
     grace = None
+
+    def stop_input() -> None:
+        nonlocal in_fd, pending
+        if in_fd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(in_fd)
+            os.close(in_fd)
+            in_fd = None
+        pending = b""
+
     while True:
-        for key, _ in sel.select(timeout=0.5):
+        for key, events in sel.select(timeout=0.5):
             fd = key.fd
             if fd == pidfd:
                 sel.unregister(pidfd)
                 continue
+            if fd == in_fd:
+                if master not in streams:
+                    stop_input()
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    stop_input()
+                    continue
+                pending += data
+                sel.unregister(in_fd)  # read no more until this is written
+                sel.modify(master, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                continue
+            if fd not in streams:  # closed earlier in this round
+                continue
+            if events & selectors.EVENT_WRITE and pending:
+                try:
+                    pending = pending[os.write(fd, pending):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    stop_input()
+                if not pending:
+                    sel.modify(fd, selectors.EVENT_READ)
+                    if in_fd is not None:
+                        sel.register(in_fd, selectors.EVENT_READ)
+            if not events & selectors.EVENT_READ:
+                continue
             try:
                 data = os.read(fd, 65536)
-            except OSError:
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: the pty's last slave is closed
                 data = b""
             if not data:
                 sel.unregister(fd)
                 os.close(fd)
                 del streams[fd]
+                if fd == master:
+                    stop_input()
                 continue
             name, copy = streams[fd]
             lw.write(name, data)
@@ -230,6 +357,7 @@ def _watch(pid: int, o_r: int, e_r: int, log_path: str, out_fd: int | None,
                 break
     for fd in list(streams):
         os.close(fd)
+    stop_input()
     os.close(pidfd)
     lw.close()
     for fd in (out_fd, err_fd):

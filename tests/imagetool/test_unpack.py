@@ -372,3 +372,37 @@ def test_overlay_bundle_paths_with_commas_and_colons(tmp_path, store, made):
     assert layers_ <= snapshots.mounted_lowers(snaps)
     bundles.remove(path)
     assert not os.path.exists(path)
+
+
+def test_prune_removes_snapshots_no_image_or_overlay_uses(tmp_path, store, made):
+    shared = (tar(member("s", data=b"shared")), "gzip")
+    ma = put_image(store, [shared, (tar(member("a", data=b"a")), "gzip")],
+                   "docker.io/library/a:latest")
+    mb = put_image(store, [shared, (tar(member("b", data=b"b" * 5000)), "gzip")],
+                   "docker.io/library/b:latest")
+    la = [d["digest"] for d in store.read_json(ma)["layers"]]
+    lb = [d["digest"] for d in store.read_json(mb)["layers"]]
+    pa, pb = str(tmp_path / "a"), str(tmp_path / "b")
+    made.extend([pa, pb])
+    unpack(store, "docker.io/library/a:latest", pa, "--mode", "overlay")
+    unpack(store, "docker.io/library/b:latest", pb, "--mode", "overlay")
+    bundles.remove(pb)
+    snaps = snapshots.Snapshots(store.root)
+    assert snaps.list() == sorted({*la, *lb})
+    # every image still names its layers: nothing to do
+    assert imagetool(store.root, "prune").stdout.decode().splitlines() == \
+        ["Total reclaimed space: 0B"]
+    store.remove_image("docker.io/library/b:latest")
+    out = imagetool(store.root, "prune").stdout.decode().splitlines()
+    assert f"Deleted snapshot: {lb[1]}" in out  # b's own layer: no image, no overlay
+    assert f"Deleted snapshot: {la[0]}" not in out  # shared with a
+    assert out[-1] != "Total reclaimed space: 0B"
+    assert snaps.list() == sorted(la)
+    store.remove_image("docker.io/library/a:latest")
+    out = imagetool(store.root, "prune").stdout.decode()
+    assert "snapshot" not in out and snaps.list() == sorted(la)  # a's overlay is mounted
+    bundles.remove(pa)
+    out = imagetool(store.root, "prune").stdout.decode().splitlines()
+    assert sorted(x for x in out if x.startswith("Deleted snapshot: ")) == \
+        sorted(f"Deleted snapshot: {d}" for d in la)
+    assert snaps.list() == []

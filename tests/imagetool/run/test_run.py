@@ -8,11 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import termios
 import time
 import urllib.request
 
@@ -22,7 +26,7 @@ from imagetool import mediatypes as mt
 from imagetool.run.containers import Records
 from imagetool.store import Store
 from tests.imagetool.conftest import free_port
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.storehelp import IMAGETOOL, imagetool, rootfs_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -250,3 +254,79 @@ def test_interactive_stdin_and_logs_follow(env, it):
              "for i in 1 2 3; do echo l$i; sleep 0.2; done").stdout.decode().strip()
     assert it("logs", "-f", cid, timeout=30).stdout == b"l1\nl2\nl3\n"
     it("rm", cid)
+
+
+def _on_pty(root: str, args: list[str], script: list[tuple[bytes, bytes]] = (),
+            timeout: float = 30) -> tuple[int, bytes]:
+    """Run imagetool with a fresh pty as its terminal (stdin, stdout, stderr); for each
+    (wait_for, send) of `script`, wait until the output so far holds wait_for, then type
+    send. Returns (exit code, everything the terminal showed); checks that the terminal's
+    modes are as they were before once imagetool is done."""
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen([IMAGETOOL, "--root", root, *args], stdin=slave, stdout=slave,
+                         stderr=slave, start_new_session=True)
+    out = b""
+    steps = list(script)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            while steps and steps[0][0] in out:
+                os.write(master, steps.pop(0)[1])
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every holder of the slave is gone
+                    data = b""
+                if not data:
+                    break
+                out += data
+            elif p.poll() is not None:
+                break
+        rc = p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        assert termios.tcgetattr(slave) == before, "the terminal was left in another mode"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(slave)
+        os.close(master)
+    return rc, out
+
+
+def test_tty_foreground(env, it):
+    rc, out = _on_pty(env["root"], ["run", "-t", "--rm", "--network", "none", "busybox",
+                                    "sh", "-c", "tty; echo hi; exit 5"])
+    assert rc == 5, out
+    lines = out.decode(errors="replace").replace("\r", "").splitlines()
+    assert re.fullmatch(r"/dev/pts/\d+", lines[0]), out
+    assert lines[1] == "hi", out
+    assert Records(env["root"]).ids() == []
+
+
+def test_tty_interactive(env, it):
+    rc, out = _on_pty(env["root"], ["run", "-it", "--rm", "--network", "none", "busybox",
+                                    "sh"],
+                      [(b"# ", b"echo typed\n"), (b"typed\r\n", b"exit 3\n")])
+    assert rc == 3, out
+    assert b"typed\r\n" in out, out  # the output of echo, not only the echoed keys
+    assert out.count(b"echo typed") == 1, out  # echoed by the container's pty: ours is raw
+    assert Records(env["root"]).ids() == []
+
+
+def test_tty_detached_logs_and_exec_tty(env, it):
+    cid = it("run", "-d", "-t", "--network", "none", "busybox", "sh", "-c",
+             "tty; echo logged; sleep 60").stdout.decode().strip()
+    _wait_log(env["root"], cid, "logged")
+    with open(Records(env["root"]).load(cid)["LogPath"]) as f:
+        entries = [json.loads(line) for line in f]
+    assert {e["stream"] for e in entries} == {"stdout"}
+    text = "".join(e["log"] for e in entries)
+    assert re.match(r"/dev/pts/\d+\r\nlogged\r\n", text), text
+    rc, out = _on_pty(env["root"], ["exec", "-t", cid, "sh", "-c", "tty; echo from-exec"])
+    assert rc == 0, out
+    lines = out.decode(errors="replace").replace("\r", "").splitlines()
+    assert re.fullmatch(r"/dev/pts/\d+", lines[0]) and lines[1] == "from-exec", out
+    it("rm", "-f", cid)
+    assert Records(env["root"]).ids() == []
