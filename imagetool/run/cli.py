@@ -94,7 +94,10 @@ def _resources(args: argparse.Namespace) -> dict[str, Any]:
 def _image(store: Any, ref: str) -> str:
     """The store name of `ref`, pulling it when it is missing."""
     from imagetool import reference, views
-    hits = views.resolve(store, ref)
+    try:
+        hits = views.resolve(store, ref)
+    except views.NotFound:
+        hits = []  # not in the store: pull it, as docker run does
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:

@@ -330,3 +330,16 @@ def test_tty_detached_logs_and_exec_tty(env, it):
     assert re.fullmatch(r"/dev/pts/\d+", lines[0]) and lines[1] == "from-exec", out
     it("rm", "-f", cid)
     assert Records(env["root"]).ids() == []
+
+
+def test_run_pulls_a_missing_image(env, it, registry):
+    """`run` of an image the store lacks pulls it first, like docker run (a real
+    docker-registry on 127.0.0.1, plain HTTP)."""
+    reg = registry("plain")
+    remote = reg.ref("lib/busybox:pulled")
+    it("push", "-q", "busybox", remote)
+    assert remote not in it("images").stdout.decode()
+    p = it("run", "--rm", "--network", "none", remote, "echo", "pulled and ran")
+    assert p.stdout.decode().strip().endswith("pulled and ran")
+    assert remote.split(":")[0].split("/")[0] in it("images").stdout.decode()
+    assert Records(env["root"]).ids() == []
