@@ -255,14 +255,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not k:
             raise UsageError(f"--build-arg {item!r}: want KEY=VALUE")
         build_args[k] = v if eq else os.environ.get(k, "")
-    if not args.tag:
-        raise UsageError("build: give at least one -t NAME")
+    if not args.tag and not args.output:
+        raise UsageError("build: give at least one -t NAME or --output type=...,dest=FILE")
+    output = None
+    if args.output:
+        from imagetool.build.executor import BuildError, parse_output
+        try:
+            output = parse_output(args.output)
+        except BuildError as e:
+            raise UsageError(f"build: {e}") from None
     dockerfile = args.file
     if dockerfile and not os.path.isabs(dockerfile) and not os.path.exists(dockerfile):
         dockerfile = os.path.join(args.context, dockerfile)
     res = build(_store(args), BuildOptions(
-        context=args.context, dockerfile=dockerfile, tags=args.tag, target=args.target,
-        build_args=build_args, no_cache=args.no_cache),
+        context=args.context, dockerfile=dockerfile, tags=args.tag or [], target=args.target,
+        build_args=build_args, no_cache=args.no_cache, output=output),
         out=(lambda s: None) if args.quiet else None)
     print(res.manifest["digest"])
     return 0
@@ -371,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", help="build this stage (default: the last)")
     sp.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="repeatable")
     sp.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    sp.add_argument("-o", "--output", metavar="type=oci|docker,dest=FILE[,name=REF]",
+                    help="also write the image as an archive (no -t needed)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only print the digest")
 
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")

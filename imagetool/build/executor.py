@@ -11,13 +11,18 @@
   ENV + ARGs in scope), user, workdir and shell. COPY/ADD write into the mounted overlay;
   WORKDIR creates its directory. The upper directory then becomes the step's layer (diff.py).
 - Metadata instructions edit the image config as docker does, with a history entry marked
-  empty_layer.
+  empty_layer. A stage whose base (or scratch) sets no PATH gets docker's default one in Env,
+  as docker's builders (legacy and BuildKit) add it.
 - The cache: each step's key (cachekey.py) chains from the base image's manifest digest; a
   filesystem step whose key is in <store root>/build-cache/ (one JSON file per key, written
   atomically) and whose layer blob is still in the store reuses that layer, so a no-change
   rebuild mounts nothing and starts no container.
 - SOURCE_DATE_EPOCH (build arg or environment) clamps the mtimes in produced layers and sets
   every created timestamp, so two builds of the same inputs give the same digests.
+- --output type=oci|docker,dest=FILE[,name=REF] (as docker buildx) writes the built image as an
+  archive through imagetool.archive's writers, atomically (a temp file beside FILE, renamed);
+  the image needs no tag in the store for that (the build holds its lease until the archive
+  is written). The archive names the image `name=`, else the first -t, else nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +69,81 @@ class BuildOptions:
     target: str | None = None
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    output: Output | None = None
+
+
+@dataclass
+class Output:
+    """Where --output puts the built image: an archive of `type` at `dest`."""
+    type: str                                   # "oci" or "docker"
+    dest: str
+    name: str | None = None                     # full store name for the archive, if any
+
+
+OUTPUT_TYPES = ("oci", "docker")
+
+
+def parse_output(text: str) -> Output:
+    """`type=oci,dest=x.tar[,name=app:1]` (docker buildx's --output syntax, these keys)."""
+    from imagetool import reference
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        k, eq, v = item.partition("=")
+        k = k.strip().lower()
+        if not eq or not k:
+            raise BuildError(f"--output {text!r}: want KEY=VALUE pairs like type=oci,dest=x.tar")
+        if k in fields:
+            raise BuildError(f"--output {text!r}: {k} given twice")
+        fields[k] = v
+    typ = fields.pop("type", None)
+    if typ is None:
+        raise BuildError(f"--output {text!r}: no type (want type=oci or type=docker)")
+    if typ not in OUTPUT_TYPES:
+        raise BuildError(f"--output type={typ} is not supported (want type=oci or type=docker, "
+                         "each with dest=FILE.tar)")
+    dest = fields.pop("dest", "")
+    if not dest or dest == "-":
+        raise BuildError(f"--output type={typ}: give dest=FILE (writing the archive to stdout "
+                         "is not supported)")
+    name = fields.pop("name", None)
+    if fields:
+        raise BuildError(f"--output type={typ}: unknown key(s) {', '.join(sorted(fields))} "
+                         "(want type, dest, name)")
+    if name is not None:
+        try:
+            name = reference.normalize(name)
+        except reference.ReferenceError as e:
+            raise BuildError(f"--output name={name}: {e}") from None
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
+        raise BuildError(f"--output dest={dest}: directory {directory} does not exist")
+    if os.path.isdir(dest):
+        raise BuildError(f"--output dest={dest} is a directory; want a .tar file")
+    return Output(type=typ, dest=dest, name=name)
+
+
+class _UnnamedIndex:
+    """A TarWriter for save_oci of an image with no name: index.json entries without the
+    name annotations save_oci would give them."""
+
+    def __init__(self, tw: Any) -> None:
+        self.tw = tw
+
+    def bytes(self, name: str, data: bytes) -> None:
+        if name == "index.json":
+            from imagetool.archive.oci import CONTAINERD_NAME
+            from imagetool.store import REF_NAME
+            index = json.loads(data)
+            for entry in index.get("manifests") or []:
+                ann = {k: v for k, v in (entry.pop("annotations", None) or {}).items()
+                       if k not in (REF_NAME, CONTAINERD_NAME)}
+                if ann:
+                    entry["annotations"] = ann
+            data = json.dumps(index, separators=(",", ":")).encode()
+        self.tw.bytes(name, data)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.tw, attr)
 
 
 @dataclass
@@ -83,6 +163,14 @@ class Result:
     steps: int = 0
     cached: int = 0
     containers: int = 0
+
+
+def _with_path(env: list[str]) -> list[str]:
+    """A stage's starting Env: PATH appended (docker's default) when the base image (or
+    scratch) sets none, as both of docker's builders do, so it is in the built config."""
+    if any(e.partition("=")[0] == "PATH" for e in env):
+        return env
+    return [*env, f"PATH={convert.DEFAULT_PATH}"]
 
 
 def _rfc3339(epoch: int | None) -> str:
@@ -143,13 +231,13 @@ class Builder:
         for st in p.needed():
             if st.base.kind == "image":
                 conf = images[st.base.ref]["config"].get("config") or {}
-                base_env = list(conf.get("Env") or [])
+                base_env = _with_path(list(conf.get("Env") or []))
                 prelude = self._triggers(p, conf.get("OnBuild") or [], st.line)
             elif st.base.kind == "stage":
                 assert st.base.stage is not None
                 base_env, prelude = [f"{k}={v}" for k, v in final_env[st.base.stage].items()], []
             else:
-                base_env, prelude = [], []
+                base_env, prelude = _with_path([]), []
             try:
                 walked = list(p.walk(st.index, base_env, prelude))
             except (ExpandError, ValueError) as e:
@@ -227,6 +315,8 @@ class Builder:
                                                    states)
                 final = states[p.target]
                 mdesc, cdigest = self._commit(final, tags)
+                if self.opts.output is not None:  # inside the lease: blobs may be untagged
+                    self._write_output(self.opts.output, mdesc, tags)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return Result(manifest=mdesc, config_digest=cdigest, steps=self.steps,
@@ -245,6 +335,7 @@ class Builder:
             config = json.loads(json.dumps(parts["config"]))
             conf = config.setdefault("config", {})
             conf.pop("OnBuild", None)   # triggers run in this build; not inherited
+            conf["Env"] = _with_path(list(conf.get("Env") or []))
             return StageState(chain=list(parts["chain"]), config=config,
                               key=cachekey.base_key(sp.base.ref,
                                                     digest=parts["manifest_desc"]["digest"],
@@ -252,10 +343,11 @@ class Builder:
                               shell=list(conf.get("Shell") or DEFAULT_SHELL),
                               env=dict(e.partition("=")[::2] for e in conf.get("Env") or []))
         from imagetool.importer import host_platform
-        config = {**host_platform(), "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
-                  "history": []}
+        env = _with_path([])
+        config = {**host_platform(), "config": {"Env": env},
+                  "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
         return StageState(chain=[], config=config, key=cachekey.base_key(SCRATCH, platform=plat),
-                          shell=list(DEFAULT_SHELL), env={})
+                          shell=list(DEFAULT_SHELL), env=dict(e.partition("=")[::2] for e in env))
 
     def _stage(self, p: BuildPlan, index: int, steps: list[Step],
                images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> StageState:
@@ -703,6 +795,37 @@ class Builder:
             self.store.set_images([(t, mdesc) for t in tags])
         return mdesc, cdesc["digest"]
 
+    def _write_output(self, output: Output, mdesc: dict[str, Any], tags: list[str]) -> None:
+        """The image as an archive at output.dest, through a temp file beside it."""
+        from imagetool.archive.docker import save_docker
+        from imagetool.archive.oci import save_oci
+        from imagetool.archive.tarwriter import TarWriter
+        name = output.name or (tags[0] if tags else None)
+        desc = dict(mdesc)
+        directory = os.path.dirname(os.path.abspath(output.dest))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output.dest)}.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                tw = TarWriter(f)
+                if output.type == "oci":
+                    save_oci(self.store, [(name or "", desc)],
+                             tw if name else _UnnamedIndex(tw))  # type: ignore[arg-type]
+                else:
+                    # a name that is no reference ("") gives RepoTags null: docker loads
+                    # such an image untagged
+                    save_docker(self.store, [(name or "", desc)], tw, spool_dir=directory)
+                tw.close()
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, output.dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self.out(f"--> wrote {output.type} archive {output.dest}"
+                 + (f" ({name})" if name else " (unnamed)"))
+
 
 def _missing_mountpoints(root: str, destinations: list[str]) -> list[str]:
     """The first missing component of each mount destination: the runtime makes these as
@@ -757,4 +880,5 @@ def build(store: Store, opts: BuildOptions, out: Callable[[str], None] | None = 
     return res
 
 
-__all__ = ["BuildError", "BuildOptions", "Builder", "Result", "build"]
+__all__ = ["BuildError", "BuildOptions", "Builder", "OUTPUT_TYPES", "Output", "Result", "build",
+           "parse_output"]
