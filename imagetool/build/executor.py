@@ -6,10 +6,9 @@
   git repository, RUN --mount, heredocs, COPY --parents/--exclude, symbolic --chmod). Those
   errors name `Dockerfile:LINE`.
 - A stage's rootfs is an overlay of its layers' snapshots (snapshots.py) with a fresh upper
-  directory. RUN executes in a pyrunc container on that overlay (the runtime as a library:
-  the init is our child; host network, no network namespace), with the stage's env (image
-  ENV + ARGs in scope), user, workdir and shell. COPY/ADD write into the mounted overlay;
-  WORKDIR creates its directory. The upper directory then becomes the step's layer (diff.py).
+  directory. RUN executes in a pyrunc container on that overlay (run_step.py); COPY/ADD write
+  into the mounted overlay (copy_step.py); WORKDIR creates its directory. The upper directory
+  then becomes the step's layer (diff.py).
 - Metadata instructions edit the image config as docker does, with a history entry marked
   empty_layer. A stage whose base (or scratch) sets no PATH gets docker's default one in Env,
   as docker's builders (legacy and BuildKit) add it.
@@ -19,10 +18,9 @@
   rebuild mounts nothing and starts no container.
 - SOURCE_DATE_EPOCH (build arg or environment) clamps the mtimes in produced layers and sets
   every created timestamp, so two builds of the same inputs give the same digests.
-- --output type=oci|docker,dest=FILE[,name=REF] (as docker buildx) writes the built image as an
-  archive through imagetool.archive's writers, atomically (a temp file beside FILE, renamed);
-  the image needs no tag in the store for that (the build holds its lease until the archive
-  is written). The archive names the image `name=`, else the first -t, else nothing.
+- --output type=oci|docker,dest=FILE[,name=REF] (output.py) writes the built image as an
+  archive; the image needs no tag in the store for that (the build holds its lease until the
+  archive is written). The archive names the image `name=`, else the first -t, else nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +30,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import stat
-import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -48,17 +43,18 @@ from imagetool.store import Store
 
 from . import cachekey
 from . import dockerfile as df
+from .copy_step import CopySteps
 from .dockerignore import DockerIgnore
+from .errors import BuildError, fail
 from .expand import ExpandError
+from .output import OUTPUT_TYPES, Output, parse_output, write_output
 from .plan import SCRATCH, BuildPlan, Step, plan
+from .run_step import RunSteps
+from .state import StageState
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 NOP = "/bin/sh -c #(nop) "
 FS_STEPS = (df.Run, df.Copy, df.Add, df.Workdir)
-
-
-class BuildError(Exception):
-    """A build failed; the message names Dockerfile:LINE where there is one."""
 
 
 @dataclass
@@ -70,90 +66,6 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     output: Output | None = None
-
-
-@dataclass
-class Output:
-    """Where --output puts the built image: an archive of `type` at `dest`."""
-    type: str                                   # "oci" or "docker"
-    dest: str
-    name: str | None = None                     # full store name for the archive, if any
-
-
-OUTPUT_TYPES = ("oci", "docker")
-
-
-def parse_output(text: str) -> Output:
-    """`type=oci,dest=x.tar[,name=app:1]` (docker buildx's --output syntax, these keys)."""
-    from imagetool import reference
-    fields: dict[str, str] = {}
-    for item in text.split(","):
-        k, eq, v = item.partition("=")
-        k = k.strip().lower()
-        if not eq or not k:
-            raise BuildError(f"--output {text!r}: want KEY=VALUE pairs like type=oci,dest=x.tar")
-        if k in fields:
-            raise BuildError(f"--output {text!r}: {k} given twice")
-        fields[k] = v
-    typ = fields.pop("type", None)
-    if typ is None:
-        raise BuildError(f"--output {text!r}: no type (want type=oci or type=docker)")
-    if typ not in OUTPUT_TYPES:
-        raise BuildError(f"--output type={typ} is not supported (want type=oci or type=docker, "
-                         "each with dest=FILE.tar)")
-    dest = fields.pop("dest", "")
-    if not dest or dest == "-":
-        raise BuildError(f"--output type={typ}: give dest=FILE (writing the archive to stdout "
-                         "is not supported)")
-    name = fields.pop("name", None)
-    if fields:
-        raise BuildError(f"--output type={typ}: unknown key(s) {', '.join(sorted(fields))} "
-                         "(want type, dest, name)")
-    if name is not None:
-        try:
-            name = reference.normalize(name)
-        except reference.ReferenceError as e:
-            raise BuildError(f"--output name={name}: {e}") from None
-    directory = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(directory):
-        raise BuildError(f"--output dest={dest}: directory {directory} does not exist")
-    if os.path.isdir(dest):
-        raise BuildError(f"--output dest={dest} is a directory; want a .tar file")
-    return Output(type=typ, dest=dest, name=name)
-
-
-class _UnnamedIndex:
-    """A TarWriter for save_oci of an image with no name: index.json entries without the
-    name annotations save_oci would give them."""
-
-    def __init__(self, tw: Any) -> None:
-        self.tw = tw
-
-    def bytes(self, name: str, data: bytes) -> None:
-        if name == "index.json":
-            from imagetool.archive.oci import CONTAINERD_NAME
-            from imagetool.store import REF_NAME
-            index = json.loads(data)
-            for entry in index.get("manifests") or []:
-                ann = {k: v for k, v in (entry.pop("annotations", None) or {}).items()
-                       if k not in (REF_NAME, CONTAINERD_NAME)}
-                if ann:
-                    entry["annotations"] = ann
-            data = json.dumps(index, separators=(",", ":")).encode()
-        self.tw.bytes(name, data)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.tw, attr)
-
-
-@dataclass
-class StageState:
-    chain: list[tuple[dict[str, Any], str]]     # (layer descriptor, diff_id), bottom first
-    config: dict[str, Any]                      # the whole image config blob
-    key: str                                    # cache key of the last step
-    shell: list[str]
-    env: dict[str, str]                         # image Env as a dict (walk's base_env)
-    cmd_set: bool = False                       # a CMD in this stage (ENTRYPOINT keeps it)
 
 
 @dataclass
@@ -180,16 +92,11 @@ def _rfc3339(epoch: int | None) -> str:
                           ).replace("+00:00", "Z")
 
 
-def _fail(p: BuildPlan, ins: df.Instruction | None, msg: str) -> BuildError:
-    where = f"{p.filename}:{ins.line}: " if ins is not None else f"{p.filename}: "
-    return BuildError(where + msg)
-
-
 def _words(cmd: list[str]) -> str:
     return json.dumps(cmd)
 
 
-class Builder:
+class Builder(RunSteps, CopySteps):
     def __init__(self, store: Store, opts: BuildOptions,
                  out: Callable[[str], None] | None = None) -> None:
         self.store = store
@@ -268,7 +175,7 @@ class Builder:
 
     def _check_supported(self, p: BuildPlan, ins: df.Instruction) -> None:
         def no(what: str) -> BuildError:
-            return _fail(p, ins, f"{ins.NAME}: {what} is not supported yet")
+            return fail(p, ins, f"{ins.NAME}: {what} is not supported yet")
         if isinstance(ins, df.Run):
             if ins.mounts:
                 raise no("--mount")
@@ -316,7 +223,7 @@ class Builder:
                 final = states[p.target]
                 mdesc, cdigest = self._commit(final, tags)
                 if self.opts.output is not None:  # inside the lease: blobs may be untagged
-                    self._write_output(self.opts.output, mdesc, tags)
+                    self.out(write_output(self.store, self.opts.output, mdesc, tags))
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return Result(manifest=mdesc, config_digest=cdigest, steps=self.steps,
@@ -425,7 +332,7 @@ class Builder:
                 for port in df.exposed_ports(ins.ports):
                     ports[port] = {}
             except ValueError as e:
-                raise _fail(p, step.instruction, f"EXPOSE: {e}") from None
+                raise fail(p, step.instruction, f"EXPOSE: {e}") from None
             conf["ExposedPorts"] = ports
             text = "EXPOSE " + " ".join(sorted(ports))
         elif isinstance(ins, df.Volume):
@@ -564,7 +471,7 @@ class Builder:
                 else:
                     self._copy(p, state, step, merged, images, states)
             except (layers.LayerError, convert.ConvertError, OSError) as e:
-                raise _fail(p, step.instruction, f"{ins.NAME} failed: {e}") from None
+                raise fail(p, step.instruction, f"{ins.NAME} failed: {e}") from None
             if not os.listdir(upper):
                 return {"layer": None, "created": _rfc3339(self.epoch)}
             from .diff import write_layer
@@ -576,201 +483,6 @@ class Builder:
         parts = layers.split_name(path.lstrip("/"), "rootfs", "directory")
         rel = layers.Resolver(root, "rootfs").directory(parts, True, path)
         return os.path.join(root, rel) if rel else root
-
-    # -- RUN ------------------------------------------------------------------------------------
-    def _run(self, p: BuildPlan, state: StageState, step: Step, merged: str) -> None:
-        from runtime.container import Container
-        from runtime.create import CreateOptions, create
-
-        ins = step.expanded
-        assert isinstance(ins, df.Run)
-        conf = state.config.get("config") or {}
-        argv = self._run_argv(ins, state)
-        user = convert.resolve_user(conf.get("User") or "",
-                                    layers.read_file_in(merged, "/etc/passwd"),
-                                    layers.read_file_in(merged, "/etc/group"))
-        env = [f"{k}={v}" for k, v in step.env.items()]
-        wd = conf.get("WorkingDir") or "/"
-        self._mkdir(merged, wd)
-        spec = convert.spec_from_image({"config": {"Env": env}}, user=user, entrypoint=[],
-                                       cmd=argv, workdir=wd, hostname="buildkitsandbox")
-        linux = spec["linux"]
-        if ins.network != "none":   # host network: share ours (no network namespace)
-            linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-            linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
-                               if not k.startswith("net.")}
-            for f in ("/etc/resolv.conf", "/etc/hosts"):
-                target = os.path.join(merged, f.lstrip("/"))
-                if os.path.isfile(f) and os.path.isfile(target) and \
-                        not os.path.islink(target):
-                    spec["mounts"].append({"destination": f, "type": "bind", "source": f,
-                                           "options": ["rbind", "ro"]})
-        stubs = _missing_mountpoints(merged, [m["destination"] for m in spec["mounts"]])
-        bundle = os.path.dirname(merged)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
-        cid = "build-" + uuid.uuid4().hex[:16]
-        self.containers += 1
-        self.out(f"--> running in container {cid}")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(0)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        created = False
-        try:
-            os.dup2(devnull, 0)
-            try:
-                state_ = create(CreateOptions(self.runtime_root, cid, bundle))
-                created = True
-            finally:
-                os.dup2(saved, 0)
-            pid = state_["pid"]
-            Container(self.runtime_root, cid).start(lambda m: None)
-            _, status = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except Exception as e:
-            if isinstance(e, BuildError):
-                raise
-            raise _fail(p, step.instruction, f"RUN: cannot run the container: {e}") from None
-        finally:
-            os.close(saved)
-            os.close(devnull)
-            if created:
-                with contextlib.suppress(Exception):
-                    Container(self.runtime_root, cid).delete(True, lambda m: None)
-        _remove_stubs(merged, stubs)
-        if code != 0:
-            raise _fail(p, step.instruction, f"RUN: process {json.dumps(argv)} did not "
-                        f"complete successfully: exit code: {code if code >= 0 else 128 - code}")
-
-    # -- COPY / ADD -----------------------------------------------------------------------------
-    def _owner(self, merged: str, chown: str | None) -> tuple[int, int] | None:
-        if not chown:
-            return None
-        user, _, group = chown.partition(":")
-        passwd = convert._table(layers.read_file_in(merged, "/etc/passwd"))
-        groups = convert._table(layers.read_file_in(merged, "/etc/group"))
-
-        def look(name: str, table: list[list[str]], what: str) -> int:
-            if name.isdigit():
-                return int(name)
-            for r in table:
-                if len(r) >= 3 and r[0] == name and r[2].isdigit():
-                    return int(r[2])
-            raise BuildError(f"--chown={chown}: unable to find {what} {name}: no matching "
-                             f"entries in the {what} file")
-        uid = look(user, passwd, "user") if user else 0
-        gid = look(group, groups, "group") if group else uid
-        return uid, gid
-
-    def _copy(self, p: BuildPlan, state: StageState, step: Step, merged: str,
-              images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> None:
-        ins = step.expanded
-        assert isinstance(ins, (df.Copy, df.Add))
-        conf = state.config.get("config") or {}
-        try:
-            owner = self._owner(merged, ins.chown)
-        except BuildError as e:
-            raise _fail(p, step.instruction, f"{ins.NAME}: {e}") from None
-        mode = int(ins.chmod, 8) if ins.chmod else None
-        dest = ins.dest
-        if not dest.startswith("/"):
-            dest = os.path.join(conf.get("WorkingDir") or "/", dest)
-        into_dir = ins.dest.endswith("/") or ins.dest in (".", "..") or len(ins.sources) > 1 \
-            or any(cachekey.has_wildcards(s) for s in ins.sources)
-        res = layers.Resolver(merged, "rootfs")
-        dparts = layers.split_name(dest.lstrip("/"), "rootfs", "destination")
-        # an existing directory at dest takes the sources inside it, as docker does
-        if not into_dir and dparts:
-            try:
-                host = res.follow(dest, dest)
-                into_dir = stat.S_ISDIR(os.stat(host).st_mode)
-            except (FileNotFoundError, NotADirectoryError, layers.LayerError):
-                pass
-        if isinstance(ins, df.Copy) and ins.from_stage:
-            src = step.sources[0] if step.sources else None
-            if src is not None and src.kind == "stage":
-                chain = states[src.stage or 0].chain
-            elif src is not None and src.kind == "image":
-                chain = images[src.ref]["chain"]
-            else:
-                raise _fail(p, step.instruction, f"COPY --from={ins.from_stage}: unresolved")
-            with self._mounted(chain) as (src_root, _):
-                self._copy_from(src_root, DockerIgnore(), ins, merged, dest, dparts, into_dir,
-                                owner, mode, add=False)
-        else:
-            self._copy_from(self.context, self.ignore, ins, merged, dest, dparts, into_dir,
-                            owner, mode, add=isinstance(ins, df.Add))
-
-    def _copy_from(self, root: str, ignore: DockerIgnore, ins: df.Copy | df.Add, merged: str,
-                   dest: str, dparts: list[str], into_dir: bool,
-                   owner: tuple[int, int] | None, mode: int | None, add: bool) -> None:
-        res = layers.Resolver(merged, "rootfs")
-        dir_times: list[tuple[str, int]] = []
-        for top, real, full, st in cachekey._roots(root, ins.sources, ignore):
-            if stat.S_ISDIR(st.st_mode):
-                base_rel = res.directory(dparts, True, dest)
-                base = res.host(base_rel)
-                if owner:
-                    os.chown(base, *owner)
-                for child, entry in ignore.walk(root, real):
-                    suffix = child[len(real):].lstrip("/") if real else child
-                    cparts = [*dparts, *suffix.split("/")]
-                    parent = res.host(res.directory(cparts[:-1], True, dest))
-                    self._put(entry.path, entry.stat(follow_symlinks=False),
-                              os.path.join(parent, cparts[-1]), owner, mode, dir_times)
-                    if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
-                        res.forget()
-                continue
-            if add and stat.S_ISREG(st.st_mode) and _is_tar(full):
-                base = res.host(res.directory(dparts, True, dest))
-                with open(full, "rb") as f:
-                    layers.Applier(base).apply(f, f"ADD {top}")
-                res.forget()
-                continue
-            if into_dir or not dparts:
-                parts = [*dparts, os.path.basename(top.rstrip("/")) or top]
-            else:
-                parts = dparts
-            parent = res.host(res.directory(parts[:-1], True, dest))
-            real_st = os.stat(full) if stat.S_ISLNK(st.st_mode) else st
-            self._put(os.path.realpath(full) if stat.S_ISLNK(st.st_mode) else full, real_st,
-                      os.path.join(parent, parts[-1]), owner, mode, dir_times)
-            res.forget()
-        for path, mtime in reversed(dir_times):
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
-
-    @staticmethod
-    def _put(src: str, st: os.stat_result, dst: str, owner: tuple[int, int] | None,
-             mode: int | None, dir_times: list[tuple[str, int]]) -> None:
-        try:
-            old = os.lstat(dst)
-        except FileNotFoundError:
-            old = None
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if old is not None and not (is_dir and stat.S_ISDIR(old.st_mode)):
-            if stat.S_ISDIR(old.st_mode):
-                shutil.rmtree(dst)
-            else:
-                os.unlink(dst)
-        uid, gid = owner if owner else (0, 0)
-        if is_dir:
-            if old is None or not stat.S_ISDIR(old.st_mode):
-                os.mkdir(dst, 0o755)
-            dir_times.append((dst, int(st.st_mtime)))
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(src), dst)
-            os.chown(dst, uid, gid, follow_symlinks=False)
-            os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
-            return
-        elif stat.S_ISREG(st.st_mode):
-            with open(src, "rb") as fi, open(dst, "xb") as fo:
-                shutil.copyfileobj(fi, fo, 1 << 20)
-        else:
-            return  # devices, fifos and sockets are not copied from a context
-        os.chown(dst, uid, gid)
-        os.chmod(dst, mode if mode is not None else stat.S_IMODE(st.st_mode))
-        os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
     # -- the image ------------------------------------------------------------------------------
     def _commit(self, state: StageState, tags: list[str]) -> tuple[dict[str, Any], str]:
@@ -794,79 +506,6 @@ class Builder:
         if tags:
             self.store.set_images([(t, mdesc) for t in tags])
         return mdesc, cdesc["digest"]
-
-    def _write_output(self, output: Output, mdesc: dict[str, Any], tags: list[str]) -> None:
-        """The image as an archive at output.dest, through a temp file beside it."""
-        from imagetool.archive.docker import save_docker
-        from imagetool.archive.oci import save_oci
-        from imagetool.archive.tarwriter import TarWriter
-        name = output.name or (tags[0] if tags else None)
-        desc = dict(mdesc)
-        directory = os.path.dirname(os.path.abspath(output.dest))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output.dest)}.", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                tw = TarWriter(f)
-                if output.type == "oci":
-                    save_oci(self.store, [(name or "", desc)],
-                             tw if name else _UnnamedIndex(tw))  # type: ignore[arg-type]
-                else:
-                    # a name that is no reference ("") gives RepoTags null: docker loads
-                    # such an image untagged
-                    save_docker(self.store, [(name or "", desc)], tw, spool_dir=directory)
-                tw.close()
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, output.dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self.out(f"--> wrote {output.type} archive {output.dest}"
-                 + (f" ({name})" if name else " (unnamed)"))
-
-
-def _missing_mountpoints(root: str, destinations: list[str]) -> list[str]:
-    """The first missing component of each mount destination: the runtime makes these as
-    mount points, and they should not end up in the layer (buildkit removes them too)."""
-    out: list[str] = []
-    for dest in destinations:
-        cur = root
-        for part in [x for x in dest.split("/") if x]:
-            cur = os.path.join(cur, part)
-            if os.path.islink(cur):
-                break
-            if not os.path.lexists(cur):
-                if cur not in out:
-                    out.append(cur)
-                break
-    return out
-
-
-def _remove_stubs(root: str, stubs: list[str]) -> None:
-    """Remove mount-point stubs the RUN left empty (only new names: no whiteouts needed)."""
-    for stub in stubs:
-        try:
-            st = os.lstat(stub)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            for dirpath, _, _ in sorted(os.walk(stub), key=lambda w: -len(w[0])):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
-        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-            os.unlink(stub)
-
-
-def _is_tar(path: str) -> bool:
-    """A local ADD source that is a (possibly compressed) tar archive: extracted."""
-    try:
-        with tarfile.open(path, "r:*") as tf:
-            return tf.next() is not None
-    except (tarfile.TarError, OSError, EOFError):
-        return False
-
 
 def build(store: Store, opts: BuildOptions, out: Callable[[str], None] | None = None) -> Result:
     started = time.monotonic()

@@ -1,0 +1,15 @@
+"""The build's error type, and how it names the Dockerfile line."""
+
+from __future__ import annotations
+
+from . import dockerfile as df
+from .plan import BuildPlan
+
+
+class BuildError(Exception):
+    """A build failed; the message names Dockerfile:LINE where there is one."""
+
+
+def fail(p: BuildPlan, ins: df.Instruction | None, msg: str) -> BuildError:
+    where = f"{p.filename}:{ins.line}: " if ins is not None else f"{p.filename}: "
+    return BuildError(where + msg)
