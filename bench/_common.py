@@ -190,3 +190,55 @@ def git_state() -> dict[str, object]:
         return p.stdout.strip() if p.returncode == 0 else ""
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "runtime").splitlines()]
     return {"head": git("rev-parse", "HEAD"), "runtime_changes": dirty}
+
+
+def footer(meta: Mapping[str, object]) -> str:
+    """The line under a report that says when, how many rounds, the load and the code."""
+    load = meta["loadavg_before"], meta["loadavg_after"]
+    warmup = f" warmup={meta['warmup']}" if "warmup" in meta else ""
+    took = f"  {meta['seconds']} s" if "seconds" in meta else ""
+    return (f"\n{meta['date']}  runs={meta['runs']}{warmup}  code={meta['code']}  "
+            f"load {load[0][0]:.2f} -> {load[1][0]:.2f}  "  # type: ignore[index]
+            f"HEAD {str(meta['git']['head'])[:12]}{took}")  # type: ignore[index]
+
+
+def save_result(kind: str, result: object, path: str | None = None) -> str:
+    """The raw figures as JSON at `path`, default bench/results/KIND-DATE.json; its path."""
+    import datetime
+    import json
+    out = path or os.path.join(REPO, "bench", "results", f"{kind}-"
+                               + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    return out
+
+
+def base_meta(args: object, started: float, load_before: tuple[float, float, float],
+              **more: object) -> dict[str, object]:
+    """The facts every benchmark records beside its figures: when, how many rounds, which
+    code, how long, on what machine, and the load before and after."""
+    import datetime
+    import platform
+    meta: dict[str, object] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "runs": getattr(args, "runs", None)}
+    if getattr(args, "warmup", None) is not None:
+        meta["warmup"] = args.warmup  # type: ignore[attr-defined]
+    meta.update({
+        "code": getattr(args, "code", None), "seconds": round(time.monotonic() - started, 1),
+        "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg()})
+    meta.update(more)
+    return meta
+
+
+def common_args(ap: object, runs: int, *, warmup: bool = True, code: str = "pyrunc") -> None:
+    """--runs, --warmup, --json and --code, the options every benchmark takes."""
+    add = ap.add_argument  # type: ignore[attr-defined]
+    add("--runs", type=int, default=runs, help=f"measured rounds (default {runs})")
+    if warmup:
+        add("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
+    add("--json", default=None, help="write JSON here (default bench/results/...)")
+    add("--code", choices=["snapshot", "as-is"], default="snapshot",
+        help=f"{code} from a compiled copy taken now (default) or as is")

@@ -31,8 +31,6 @@ rebuild <= 0.3 s. See bench/README.md ("Build: imagetool vs buildah and docker")
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import re
@@ -43,7 +41,18 @@ import sys
 import time
 from typing import Any
 
-from bench._common import REPO, CommandFailed, check, first_line, git_state, table
+from bench._common import (
+    REPO,
+    CommandFailed,
+    base_meta,
+    check,
+    common_args,
+    first_line,
+    footer,
+    git_state,
+    save_result,
+    table,
+)
 from bench.engines_bench import DOCKER, Dockerd, _sigterm, build_image, ratio_ci, summarise_s
 from bench.run_bench import imagetool_launcher, snapshot_src
 from bench.runtime_bench import which
@@ -177,10 +186,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
-    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
-    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
-                    help="imagetool/runtime from a compiled copy taken now (default) or as is")
+    common_args(ap, 5, warmup=False, code="imagetool/runtime")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("build_bench: run as root")
@@ -245,11 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     assert b is not None
     result["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "code": args.code,
-        "seconds": round(time.monotonic() - started, 1),
-        "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        **base_meta(args, started, load_before),
         "loadavg_1m_per_round": round_load,
         "commands": {f"{k} {t}": " ".join(b.argv(t, k)[0]) for k in KINDS for t in TOOLS},
         "docker_env": {"DOCKER_BUILDKIT": "0"},
@@ -265,16 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     result["image_ids_per_round"] = {"cold": ids, "rebuild": rebuild_ids}
     result["samples"] = walls
     print(report(result))
-    m = result["meta"]
-    print(f"\n{m['date']}  runs={m['runs']}  code={m['code']}  "
-          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
-          f"HEAD {str(m['git']['head'])[:12]}  {m['seconds']} s")
-    out = args.json or os.path.join(REPO, "bench", "results", "build-" + datetime.datetime.now()
-                                    .strftime("%Y%m%d-%H%M%S") + ".json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON: {out}")
+    print(footer(result["meta"]))
+    print(f"JSON: {save_result('build', result, args.json)}")
     return 1 if problems else 0
 
 

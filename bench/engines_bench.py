@@ -21,8 +21,6 @@ See bench/README.md ("Engines: ctr and docker") for what is measured and the lat
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import random
@@ -42,9 +40,13 @@ import pytest
 from bench._common import (
     REPO,
     CommandFailed,
+    base_meta,
     check,
+    common_args,
     first_line,
+    footer,
     git_state,
+    save_result,
     stale_bytecode,
     summarise,
     table,
@@ -537,11 +539,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=15, help="measured rounds (default 15)")
-    ap.add_argument("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
-    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
-    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
-                    help="pyrunc from a compiled copy of runtime/ (default) or as installed")
+    common_args(ap, 15)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("engines_bench: run as root")
@@ -600,11 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result:
         return 1
     result["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "warmup": args.warmup,
-        "seconds": round(time.monotonic() - started, 1), "code": args.code,
-        "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        **base_meta(args, started, load_before),
         "loadavg_1m_per_round": bench.round_load if bench else [],
         "commands": {
             "ctr": " ".join(ctd.run_argv(runtimes[0], "ID")) if ctd else "",
@@ -630,16 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                          for s in bench.subjects} if bench else {}
     result["samples"]["probe crun wrapper(/bin/true)"] = {"wall_s": bench.wrap_s if bench else []}
     print(report(result))
-    m = result["meta"]
-    print(f"\n{m['date']}  runs={m['runs']} warmup={m['warmup']}  code={m['code']}  "
-          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
-          f"HEAD {str(m['git']['head'])[:12]}  {m['seconds']} s")
-    out = args.json or os.path.join(REPO, "bench", "results", "engines-" + datetime.datetime.now()
-                                    .strftime("%Y%m%d-%H%M%S") + ".json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON: {out}")
+    print(footer(result["meta"]))
+    print(f"JSON: {save_result('engines', result, args.json)}")
     return 1 if problems else 0
 
 

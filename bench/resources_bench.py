@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import os
 import platform
@@ -39,11 +38,15 @@ from bench._common import (
     REPO,
     CommandFailed,
     Timing,
+    base_meta,
     become_subreaper,
     check,
+    common_args,
     first_line,
+    footer,
     git_state,
     reap_strays,
+    save_result,
     stale_bytecode,
     summarise,
     table,
@@ -344,14 +347,10 @@ def report(result: dict[str, Any], configs: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=20, help="measured rounds (default 20)")
-    ap.add_argument("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
+    common_args(ap, 20)
     ap.add_argument("--no-crun", action="store_true", help="leave crun out")
     ap.add_argument("--baseline", action="store_true",
                     help="also time the plain default config in the same rounds")
-    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
-    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
-                    help="pyrunc from a compiled copy of runtime/ (default) or the checkout")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("resources_bench: run as root")
@@ -385,11 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         if left:
             print("cleanup problems:\n  " + "\n  ".join(left), file=sys.stderr)
     result["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "warmup": args.warmup, "code": args.code,
-        "seconds": round(time.monotonic() - started, 1), "host": platform.node(),
-        "kernel": platform.release(), "cpus": os.cpu_count(), "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(), "python": platform.python_version(),
+        **base_meta(args, started, load_before),
+        "python": platform.python_version(),
         "runc": first_line([which("runc"), "--version"]),
         "crun": first_line([which("crun"), "--version"]) if crun else None,
         "crun_unwrapped": crun_raw, "git": git_state(), "stale_pyc_in_checkout": stale,
@@ -400,16 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     result["samples"] = {s.name: s.samples for s in runner.subjects}
     result["samples"]["probes"] = runner.probe.samples
     print(report(result, list(runner.bundles)))
-    m = result["meta"]
-    print(f"\n{m['date']}  runs={m['runs']}  code={m['code']}  "
-          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
-          f"HEAD {str(m['git']['head'])[:12]}")
-    out = args.json or os.path.join(REPO, "bench", "results", "resources-" + datetime.datetime
-                                    .now().strftime("%Y%m%d-%H%M%S") + ".json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON: {out}")
+    print(footer(result["meta"]))
+    print(f"JSON: {save_result('resources', result, args.json)}")
     return 1 if left else 0
 
 

@@ -27,7 +27,6 @@ See bench/README.md ("imagetool run vs podman and docker").
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -41,7 +40,18 @@ import time
 import types
 from typing import Any
 
-from bench._common import REPO, CommandFailed, check, first_line, git_state, table
+from bench._common import (
+    REPO,
+    CommandFailed,
+    base_meta,
+    check,
+    common_args,
+    first_line,
+    footer,
+    git_state,
+    save_result,
+    table,
+)
 from bench.engines_bench import (
     DOCKER,
     Dockerd,
@@ -376,13 +386,9 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=15, help="measured rounds (default 15)")
-    ap.add_argument("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
+    common_args(ap, 15, code="imagetool/runtime")
     ap.add_argument("--phase-runs", type=int, default=10,
                     help="instrumented imagetool runs for the phase breakdown (default 10)")
-    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
-    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
-                    help="imagetool/runtime from a compiled copy taken now (default) or as is")
     ap.add_argument("--no-bridge", action="store_true",
                     help="skip the imagetool-bridge row (it creates a private bridge)")
     args = ap.parse_args(argv)
@@ -440,11 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     assert tools is not None
     result["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "warmup": args.warmup, "code": args.code,
-        "seconds": round(time.monotonic() - started, 1),
-        "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        **base_meta(args, started, load_before),
         "loadavg_1m_per_round": round_load,
         "commands": {n: " ".join(tools.argv(n)[0]) for n in tools.subjects()},
         "preflight_output": seen,
@@ -460,16 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["samples"] = {k: {"wall_s": v} for k, v in walls.items()}
     print(report(result))
-    m = result["meta"]
-    print(f"\n{m['date']}  runs={m['runs']} warmup={m['warmup']}  code={m['code']}  "
-          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
-          f"HEAD {str(m['git']['head'])[:12]}  {m['seconds']} s")
-    out = args.json or os.path.join(REPO, "bench", "results", "run-" + datetime.datetime.now()
-                                    .strftime("%Y%m%d-%H%M%S") + ".json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON: {out}")
+    print(footer(result["meta"]))
+    print(f"JSON: {save_result('run', result, args.json)}")
     return 1 if problems else 0
 
 

@@ -17,7 +17,6 @@ See bench/README.md for what is measured, why it is fair, and the latest figures
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -33,11 +32,15 @@ from bench._common import (
     REPO,
     CommandFailed,
     Timing,
+    base_meta,
     become_subreaper,
     check,
+    common_args,
     first_line,
+    footer,
     git_state,
     reap_strays,
+    save_result,
     stale_bytecode,
     summarise,
     table,
@@ -293,11 +296,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=30, help="measured rounds (default 30)")
-    ap.add_argument("--warmup", type=int, default=2, help="unrecorded rounds first (default 2)")
-    ap.add_argument("--json", default=None, help="write JSON here (default bench/results/...)")
-    ap.add_argument("--code", choices=["snapshot", "as-is"], default="snapshot",
-                    help="pyrunc from a compiled copy of runtime/ (default) or the checkout")
+    common_args(ap, 30)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("runtime_bench: run as root")
@@ -333,10 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         if left:
             print("cleanup problems:\n  " + "\n  ".join(left), file=sys.stderr)
     result["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "warmup": warmup, "seconds": round(time.monotonic() - started, 1),
-        "code": args.code, "host": platform.node(), "kernel": platform.release(),
-        "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        **base_meta(args, started, load_before, warmup=warmup),
         "python": platform.python_version(), "runc": first_line([which("runc"), "--version"]),
         "crun": first_line([which("crun"), "--version"]), "git": git_state(),
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
@@ -348,17 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     result["samples"] = {s.name: s.samples for s in bench.subjects}
     result["samples"]["probes"] = bench.probe.samples
     print(report(result))
-    m = result["meta"]
-    print(f"\n{m['date']}  runs={m['runs']}  code={m['code']}  "
-          f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}  "
-          f"HEAD {str(m['git']['head'])[:12]}")
+    print(footer(result["meta"]))
     print(f"crun without the wrapper: {crun_raw}")
-    out = args.json or os.path.join(REPO, "bench", "results", "runtime-" + datetime.datetime.now()
-                                    .strftime("%Y%m%d-%H%M%S") + ".json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"JSON: {out}")
+    print(f"JSON: {save_result('runtime', result, args.json)}")
     return 1 if left else 0
 
 
