@@ -106,6 +106,14 @@ class Runtime:
         p = self("state", cid, check=True)
         return json.loads(p.stdout)
 
+    def run_script(self, bundle: Bundle, script: str) -> str:
+        """`sh -c SCRIPT` run in the bundle (foreground `run`): its stdout; it must exit 0."""
+        bundle.config["process"]["args"] = ["sh", "-c", script]
+        bundle.write()
+        p = self("run", "--bundle", bundle.path, self.new_id())
+        assert p.returncode == 0, p.stderr.decode()
+        return p.stdout.decode()
+
     def cleanup(self) -> list[str]:
         """Force-delete every container this runtime knows; return ids that resisted."""
         left = []

@@ -11,18 +11,10 @@ import pytest
 from tests.rig import Bundle, clone_rootfs, default_config
 
 
-def _run(pyrunc, bundle, script: str) -> str:
-    bundle.config["process"]["args"] = ["sh", "-c", script]
-    bundle.write()
-    p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id())
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
-
-
 def test_new_namespaces_differ_from_host(pyrunc, bundle):
     bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
     bundle.config["linux"]["namespaces"].append({"type": "time"})
-    out = _run(pyrunc, bundle, "for n in pid net ipc uts mnt cgroup time user; do "
+    out = pyrunc.run_script(bundle, "for n in pid net ipc uts mnt cgroup time user; do "
                                "echo $n $(readlink /proc/self/ns/$n); done; echo pid=$$")
     seen = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     for ns in ("pid", "net", "ipc", "uts", "mnt", "cgroup", "time"):
@@ -33,7 +25,7 @@ def test_new_namespaces_differ_from_host(pyrunc, bundle):
 
 def test_cgroup_namespace_root_is_the_container_cgroup(pyrunc, bundle):
     bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
-    out = _run(pyrunc, bundle, "cat /proc/self/cgroup")
+    out = pyrunc.run_script(bundle, "cat /proc/self/cgroup")
     for line in out.splitlines():
         assert line.split(":", 2)[2] == "/", line
 
@@ -41,13 +33,13 @@ def test_cgroup_namespace_root_is_the_container_cgroup(pyrunc, bundle):
 def test_hostname_domainname_and_loopback(pyrunc, bundle):
     bundle.config["hostname"] = "box1"
     bundle.config["domainname"] = "example.org"
-    out = _run(pyrunc, bundle, "hostname; cat /proc/sys/kernel/domainname; "
+    out = pyrunc.run_script(bundle, "hostname; cat /proc/sys/kernel/domainname; "
                                "cat /sys/class/net/lo/operstate; ls /sys/class/net")
     lines = out.split()
     assert lines[:2] == ["box1", "example.org"]
     assert lines[2] in ("unknown", "up")  # lo reports "unknown" when up
     assert lines[3:] == ["lo"]
-    flags = int(_run(pyrunc, bundle, "cat /sys/class/net/lo/flags").strip(), 16)
+    flags = int(pyrunc.run_script(bundle, "cat /sys/class/net/lo/flags").strip(), 16)
     assert flags & 1, "lo is not up"
 
 
@@ -63,7 +55,7 @@ def test_join_namespaces_by_path(pyrunc, make_bundle):
     for ns in b.config["linux"]["namespaces"]:
         if ns["type"] in ("network", "uts", "ipc"):
             ns["path"] = f"/proc/{pida}/ns/{'net' if ns['type'] == 'network' else ns['type']}"
-    out = _run(pyrunc, b, "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc")
+    out = pyrunc.run_script(b, "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc")
     lines = out.split()
     assert lines[0] == "shared-uts"
     assert lines[1] == os.readlink(f"/proc/{pida}/ns/net")
@@ -95,8 +87,8 @@ def userns_bundle(rootfs_template):
 
 
 def test_user_namespace_mappings(pyrunc, userns_bundle):
-    out = _run(pyrunc, userns_bundle, "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
-                                      "stat -c %u /bin/busybox; ls /dev/null")
+    out = pyrunc.run_script(userns_bundle, "id -u; id -g; cat /proc/self/uid_map "
+                            "/proc/self/gid_map; stat -c %u /bin/busybox; ls /dev/null")
     lines = [x.split() for x in out.strip().splitlines()]
     assert lines[0] == ["0"] and lines[1] == ["0"]
     assert lines[2] == ["0", "100000", "65536"] and lines[3] == ["0", "100000", "65536"]
@@ -106,5 +98,5 @@ def test_user_namespace_mappings(pyrunc, userns_bundle):
 
 def test_user_namespace_non_root_user(pyrunc, userns_bundle):
     userns_bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5]}
-    out = _run(pyrunc, userns_bundle, "id")
+    out = pyrunc.run_script(userns_bundle, "id")
     assert out.strip() == "uid=1000(user) gid=1000(user) groups=5(tty)"  # additionalGids only

@@ -8,20 +8,12 @@ import subprocess
 from tests.rig import PYRUNC
 
 
-def _run(pyrunc, bundle, script: str) -> str:
-    bundle.config["process"]["args"] = ["sh", "-c", script]
-    bundle.write()
-    p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id())
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
-
-
 def test_env_cwd_umask_user(pyrunc, bundle):
     proc = bundle.config["process"]
     proc["env"] = ["PATH=/bin", "GREETING=hello world"]
     proc["cwd"] = "/home/user/work"  # missing in the image: created, like runc
     proc["user"] = {"uid": 1000, "gid": 1000, "umask": 0o027}
-    out = _run(pyrunc, bundle, 'echo "$GREETING|$HOME|$(pwd)|$(umask)|$(id -u):$(id -g)"')
+    out = pyrunc.run_script(bundle, 'echo "$GREETING|$HOME|$(pwd)|$(umask)|$(id -u):$(id -g)"')
     assert out.strip() == "hello world|/home/user|/home/user/work|0027|1000:1000"
 
 
@@ -31,14 +23,15 @@ def test_rlimits_oom_score_sysctl(pyrunc, bundle):
                        {"type": "RLIMIT_NPROC", "soft": 1000, "hard": 2000}]
     proc["oomScoreAdj"] = 123
     bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "12345678"}
-    out = _run(pyrunc, bundle, "ulimit -n; ulimit -Hn; ulimit -u; cat /proc/self/oom_score_adj; "
-                               "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax")
+    out = pyrunc.run_script(bundle, "ulimit -n; ulimit -Hn; ulimit -u; "
+                            "cat /proc/self/oom_score_adj; "
+                            "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax")
     assert out.split() == ["321", "654", "1000", "123", "1", "12345678"]
     assert open("/proc/sys/kernel/shmmax").read().strip() != "12345678"  # host untouched
 
 
 def test_default_devices_and_links(pyrunc, bundle):
-    out = _run(pyrunc, bundle, "for d in null zero full random urandom tty; do "
+    out = pyrunc.run_script(bundle, "for d in null zero full random urandom tty; do "
                                "stat -c '%n %F %t:%T %a' /dev/$d; done; "
                                "for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done")
     lines = out.strip().splitlines()
@@ -57,14 +50,14 @@ def test_linux_devices(pyrunc, bundle):
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640,
          "uid": 1000, "gid": 5},
         {"path": "/dev/sub/loopx", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600}]
-    out = _run(pyrunc, bundle, "stat -c '%n %F %t:%T %a %u %g' /dev/fuse /dev/sub/loopx")
+    out = pyrunc.run_script(bundle, "stat -c '%n %F %t:%T %a %u %g' /dev/fuse /dev/sub/loopx")
     assert out.strip().splitlines() == ["/dev/fuse character special file a:e5 640 1000 5",
                                         "/dev/sub/loopx block special file 7:c8 600 0 0"]
 
 
 def test_no_fd_of_ours_leaks_in(pyrunc, bundle):
     """CVE-2024-21626: only stdio reaches the container (ls's own dir fd aside)."""
-    out = _run(pyrunc, bundle, "ls /proc/$$/fd; true")  # "; true": sh must not exec ls
+    out = pyrunc.run_script(bundle, "ls /proc/$$/fd; true")  # "; true": sh must not exec ls
     assert out.split() == ["0", "1", "2"]
 
 
@@ -108,7 +101,7 @@ def test_no_pivot_and_root_propagation(pyrunc, bundle):
 
 
 def test_readonly_root_and_masked_readonly_paths(pyrunc, bundle):
-    out = _run(pyrunc, bundle, "touch /x 2>/dev/null && echo rw || echo ro; "
+    out = pyrunc.run_script(bundle, "touch /x 2>/dev/null && echo rw || echo ro; "
                                "cat /proc/timer_list | wc -c; ls /sys/firmware | wc -l; "
                                "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo w "
                                "|| echo nw")

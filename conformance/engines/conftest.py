@@ -324,3 +324,97 @@ def assert_called(wrapper: Wrapper, mark: int, sub: str, cid: str, rc: int | Non
     if rc is not None:
         assert any(c.rc == rc for c in calls), \
             f"`pyrunc {sub}` did not exit {rc}\n{wrapper.report(mark)}"
+
+
+LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
+
+
+class EngineCLI:
+    """What the docker and podman suites share: an engine's client with its environment,
+    driving pyrunc through the argv-logging wrapper; subclasses say how argv is made."""
+
+    name = "engine"
+
+    def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
+        self.top = top
+        self.bins = bins
+        self.wrapper = wrapper
+        self.ids: set[str] = set()
+        self.env = dict(os.environ)
+
+    def argv(self, *args: str) -> list[str]:
+        raise NotImplementedError
+
+    def run_argv(self, *args: str) -> list[str]:
+        return self.argv("run", *args)
+
+    def cli(self, *args: str, timeout: float = 60) -> Result:
+        return run(self.argv(*args), env=self.env, timeout=timeout)
+
+    def start_container(self, *args: str) -> str:
+        """`<engine> run -d ... <args>`: returns the full id, with the container running."""
+        mark = self.wrapper.mark()
+        r = check(run(self.run_argv("-d", *args), env=self.env), 0, self.wrapper, mark,
+                  f"{self.name} run -d")
+        cid = r.out.strip().splitlines()[-1]
+        self.ids.add(cid)
+        assert self.inspect(cid)["State"]["Running"] is True
+        return cid
+
+    def inspect(self, cid: str) -> dict:
+        import json
+        r = self.cli("inspect", cid)
+        assert r.rc == 0, repr(r)
+        return json.loads(r.out)[0]
+
+
+def check_exec(e: EngineCLI) -> tuple[Result, list, list]:
+    """`<engine> exec` plain (exit code, stdout, stderr), with -u/-w/-e, and with -t (a real
+    pty of the right size): the plain result and the pyrunc exec calls of the plain and the
+    -t exec, for the engine-specific checks."""
+    cid = e.start_container("busybox", "sh", "-c", LOOP_TERM_0)
+    mark = e.wrapper.mark()
+    plain = e.cli("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 2")
+    check(plain, 2, e.wrapper, mark, f"{e.name} exec")
+    assert plain.out == "out\n", plain
+    plain_calls = [c for c in e.wrapper.since(mark, cid) if c.sub == "exec"]
+    assert plain_calls and plain_calls[0].rc == 0 and "--process" in plain_calls[0].args
+
+    r = e.cli("exec", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", cid, "sh", "-c",
+              'id -u; id -g; pwd; echo "$FOO"')
+    check(r, 0, e.wrapper, mark, f"{e.name} exec -u -w -e")
+    assert r.out.split() == ["1000", "1000", "/tmp", "bar"], r
+
+    mark = e.wrapper.mark()
+    r = run_pty(e.argv("exec", "-t", cid, "sh", "-c", f"tty; {SIZE_PROBE}; exit 6"), env=e.env)
+    check(r, 6, e.wrapper, mark, f"{e.name} exec -t")
+    lines = r.out.splitlines()
+    assert any(line.startswith("/dev/pts/") for line in lines), r
+    assert SIZE_LINE in lines, r
+    tty_calls = [c for c in e.wrapper.since(mark, cid) if c.sub == "exec"]
+    assert tty_calls and "--console-socket" in tty_calls[0].args and tty_calls[0].rc == 0
+    return plain, plain_calls, tty_calls
+
+
+def check_stop(e: EngineCLI) -> str:
+    """`<engine> stop`: a process that exits on SIGTERM stops at once with its own exit code;
+    pid 1 without a handler ignores SIGTERM, so after `-t 1` the engine sends SIGKILL (137).
+    Returns the first container's id."""
+    cid = e.start_container("busybox", "sh", "-c", LOOP_TERM_0)
+    mark = e.wrapper.mark()
+    check(e.cli("stop", cid), 0, e.wrapper, mark, f"{e.name} stop")
+    kills = [c.args for c in e.wrapper.since(mark, cid) if c.sub == "kill"]
+    assert kills and kills[0] == ["kill", cid, "15"], e.wrapper.report(mark)
+    state = e.inspect(cid)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0)
+
+    second = e.start_container("busybox", "sleep", "1000")
+    mark = e.wrapper.mark()
+    start = time.monotonic()
+    check(e.cli("stop", "-t", "1", second), 0, e.wrapper, mark, f"{e.name} stop -t 1")
+    assert time.monotonic() - start < 15
+    signums = [c.args[-1] for c in e.wrapper.since(mark, second) if c.sub == "kill"]
+    assert signums[:1] == ["15"] and "9" in signums, e.wrapper.report(mark)
+    state = e.inspect(second)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+    return cid

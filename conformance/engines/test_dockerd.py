@@ -15,12 +15,16 @@ import time
 import pytest
 
 from conformance.engines.conftest import (
+    LOOP_TERM_0,
     SIZE_LINE,
     SIZE_PROBE,
     Daemon,
+    EngineCLI,
     assert_called,
     cgroup_of,
     check,
+    check_exec,
+    check_stop,
     need,
     need_overlayfs,
     read,
@@ -34,19 +38,15 @@ from conformance.engines.wrapper import Wrapper
 
 pytestmark = [pytest.mark.timeout(120)]
 
-LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
+class Dockerd(EngineCLI):
+    name = "docker"
 
-
-class Dockerd:
     def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
-        self.top = top
-        self.bins = bins
-        self.wrapper = wrapper
+        super().__init__(top, bins, wrapper)
         self.sock = os.path.join(top, "docker.sock")
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}",
+        self.env.update(DOCKER_HOST=f"unix://{self.sock}",
                         DOCKER_CONFIG=os.path.join(top, "client"))
         self.runtime_root = os.path.join(top, "exec", "runtime-runc", "moby")
-        self.ids: set[str] = set()
         self.daemon: Daemon | None = None
 
     def start(self) -> None:
@@ -67,28 +67,12 @@ class Dockerd:
     def argv(self, *args: str) -> list[str]:
         return [self.bins["docker"], *args]
 
-    def docker(self, *args: str, timeout: float = 60):
-        return run(self.argv(*args), env=self.env, timeout=timeout)
+    docker = EngineCLI.cli
 
     def run_argv(self, *args: str, cidfile: str | None = None) -> list[str]:
         """`docker run --runtime pyrunc --network none [--cidfile F] <args>`"""
         extra = ["--cidfile", cidfile] if cidfile else []
         return self.argv("run", "--runtime", "pyrunc", "--network", "none", *extra, *args)
-
-    def start_container(self, *args: str) -> str:
-        """`docker run -d ... <args>`: returns the full id, with the container running."""
-        mark = self.wrapper.mark()
-        r = check(run(self.run_argv("-d", *args), env=self.env), 0, self.wrapper, mark,
-                  "docker run -d")
-        cid = r.out.strip()
-        self.ids.add(cid)
-        assert self.inspect(cid)["State"]["Running"] is True
-        return cid
-
-    def inspect(self, cid: str) -> dict:
-        r = self.docker("inspect", cid)
-        assert r.rc == 0, repr(r)
-        return json.loads(r.out)[0]
 
     def pid(self, cid: str) -> int:
         return int(self.inspect(cid)["State"]["Pid"])
@@ -305,28 +289,8 @@ def test_memory_limit_oom_kill(dk, tmp_path):
 
 
 def test_exec_plain_tty_and_process_options(dk):
-    cid = dk.start_container("busybox", "sh", "-c", LOOP_TERM_0)
-    mark = dk.wrapper.mark()
-    r = dk.docker("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 2")
-    check(r, 2, dk.wrapper, mark, "docker exec")
-    assert (r.out, r.err) == ("out\n", "err\n")
-    ex = [c for c in dk.wrapper.since(mark, cid) if c.sub == "exec"]
-    assert ex and ex[0].rc == 0 and "--process" in ex[0].args
-
-    r = dk.docker("exec", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", cid, "sh", "-c",
-                  'id -u; id -g; pwd; echo "$FOO"')
-    check(r, 0, dk.wrapper, mark, "docker exec -u -w -e")
-    assert r.out.split() == ["1000", "1000", "/tmp", "bar"], r
-
-    mark = dk.wrapper.mark()
-    r = run_pty(dk.argv("exec", "-t", cid, "sh", "-c", f"tty; {SIZE_PROBE}; exit 6"),
-                env=dk.env)
-    check(r, 6, dk.wrapper, mark, "docker exec -t")
-    lines = r.out.splitlines()
-    assert any(line.startswith("/dev/pts/") for line in lines), r
-    assert SIZE_LINE in lines, r
-    ex = [c for c in dk.wrapper.since(mark, cid) if c.sub == "exec"]
-    assert ex and "--console-socket" in ex[0].args and ex[0].rc == 0
+    plain, _, _ = check_exec(dk)
+    assert plain.err == "err\n", plain
 
 
 def test_top(dk):
@@ -400,26 +364,8 @@ def test_stats_no_stream(dk):
 
 
 def test_stop_sigterm_then_sigkill(dk):
-    # A process that exits on SIGTERM: stop is quick and the exit code is the process's.
-    cid = dk.start_container("busybox", "sh", "-c", LOOP_TERM_0)
-    mark = dk.wrapper.mark()
-    check(dk.docker("stop", cid), 0, dk.wrapper, mark, "docker stop")
-    kills = [c.args for c in dk.wrapper.since(mark, cid) if c.sub == "kill"]
-    assert kills and kills[0] == ["kill", cid, "15"], dk.wrapper.report(mark)
-    state = dk.inspect(cid)["State"]
-    assert (state["Status"], state["ExitCode"]) == ("exited", 0)
+    cid = check_stop(dk)
     assert not os.path.exists(os.path.join(dk.runtime_root, cid))
-
-    # pid 1 without a handler ignores SIGTERM: after the timeout docker sends SIGKILL.
-    cid = dk.start_container("busybox", "sleep", "1000")
-    mark = dk.wrapper.mark()
-    start = time.monotonic()
-    check(dk.docker("stop", "-t", "1", cid), 0, dk.wrapper, mark, "docker stop -t 1")
-    assert time.monotonic() - start < 15
-    kills = [c.args[-1] for c in dk.wrapper.since(mark, cid) if c.sub == "kill"]
-    assert kills[:1] == ["15"] and "9" in kills, dk.wrapper.report(mark)
-    state = dk.inspect(cid)["State"]
-    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
 
 
 def test_rm_force(dk):

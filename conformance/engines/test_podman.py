@@ -7,18 +7,21 @@ conmon passes the runtime no global flags, so pyrunc keeps its state in its defa
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import pytest
 
 from conformance.engines.conftest import (
+    LOOP_TERM_0,
     SIZE_LINE,
     SIZE_PROBE,
+    EngineCLI,
     assert_called,
     cgroup_of,
     check,
+    check_exec,
+    check_stop,
     need,
     need_overlayfs,
     run,
@@ -30,16 +33,14 @@ from conformance.engines.wrapper import Wrapper
 
 pytestmark = [pytest.mark.timeout(120)]
 
-LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
 PYRUNC_DEFAULT_ROOT = "/run/pyrunc"
 
 
-class Podman:
+class Podman(EngineCLI):
+    name = "podman"
+
     def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
-        self.top = top
-        self.bins = bins
-        self.wrapper = wrapper
-        self.ids: set[str] = set()
+        super().__init__(top, bins, wrapper)
         conf = os.path.join(top, "containers.conf")
         storage = os.path.join(top, "storage.conf")
         registries = os.path.join(top, "registries.conf")
@@ -67,28 +68,13 @@ runroot = "{top}/run"
 """)
         with open(registries, "w") as f:
             f.write("unqualified-search-registries = []\n")
-        self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
+        self.env.update(CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
                         CONTAINERS_REGISTRIES_CONF=registries)
 
     def argv(self, *args: str) -> list[str]:
         return [self.bins["podman"], "--runtime", self.wrapper.path, *args]
 
-    def podman(self, *args: str, timeout: float = 60):
-        return run(self.argv(*args), env=self.env, timeout=timeout)
-
-    def start_container(self, *args: str) -> str:
-        mark = self.wrapper.mark()
-        r = check(run(self.argv("run", "-d", *args), env=self.env), 0, self.wrapper, mark,
-                  "podman run -d")
-        cid = r.out.strip().splitlines()[-1]
-        self.ids.add(cid)
-        assert self.inspect(cid)["State"]["Running"] is True
-        return cid
-
-    def inspect(self, cid: str) -> dict:
-        r = self.podman("inspect", cid)
-        assert r.rc == 0, repr(r)
-        return json.loads(r.out)[0]
+    podman = EngineCLI.cli
 
     def teardown(self) -> list[str]:
         problems: list[str] = []
@@ -158,49 +144,14 @@ def test_run_tty(pm):
 
 
 def test_exec(pm):
-    cid = pm.start_container("busybox", "sh", "-c", LOOP_TERM_0)
-    mark = pm.wrapper.mark()
-    r = pm.podman("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 5")
-    check(r, 5, pm.wrapper, mark, "podman exec")
-    assert r.out == "out\n" and "err" in r.err, r
-    ex = [c for c in pm.wrapper.since(mark, cid) if c.sub == "exec"]
-    assert ex and ex[0].rc == 0 and "--process" in ex[0].args and "--detach" in ex[0].args
-
-    r = pm.podman("exec", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", cid, "sh", "-c",
-                  'id -u; id -g; pwd; echo "$FOO"')
-    check(r, 0, pm.wrapper, mark, "podman exec -u -w -e")
-    assert r.out.split() == ["1000", "1000", "/tmp", "bar"], r
-
-    mark = pm.wrapper.mark()
-    r = run_pty(pm.argv("exec", "-t", cid, "sh", "-c", f"tty; {SIZE_PROBE}; exit 6"),
-                env=pm.env)
-    check(r, 6, pm.wrapper, mark, "podman exec -t")
-    lines = r.out.splitlines()
-    assert any(line.startswith("/dev/pts/") for line in lines), r
-    assert SIZE_LINE in lines, r
-    ex = [c for c in pm.wrapper.since(mark, cid) if c.sub == "exec"]
-    assert ex and "--tty" in ex[0].args and "--console-socket" in ex[0].args and ex[0].rc == 0
+    plain, calls, tty_calls = check_exec(pm)
+    assert "err" in plain.err, plain
+    assert "--detach" in calls[0].args
+    assert "--tty" in tty_calls[0].args
 
 
 def test_stop(pm):
-    cid = pm.start_container("busybox", "sh", "-c", LOOP_TERM_0)
-    mark = pm.wrapper.mark()
-    check(pm.podman("stop", cid), 0, pm.wrapper, mark, "podman stop")
-    kills = [c.args for c in pm.wrapper.since(mark, cid) if c.sub == "kill"]
-    assert kills and kills[0] == ["kill", cid, "15"], pm.wrapper.report(mark)
-    state = pm.inspect(cid)["State"]
-    assert (state["Status"], state["ExitCode"]) == ("exited", 0)
-
-    # pid 1 without a handler ignores SIGTERM: after the timeout podman sends SIGKILL.
-    cid = pm.start_container("busybox", "sleep", "1000")
-    mark = pm.wrapper.mark()
-    start = time.monotonic()
-    check(pm.podman("stop", "-t", "1", cid), 0, pm.wrapper, mark, "podman stop -t 1")
-    assert time.monotonic() - start < 15
-    kills = [c.args[-1] for c in pm.wrapper.since(mark, cid) if c.sub == "kill"]
-    assert kills[:1] == ["15"] and "9" in kills, pm.wrapper.report(mark)
-    state = pm.inspect(cid)["State"]
-    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+    check_stop(pm)
 
 
 def test_rm_force(pm):
