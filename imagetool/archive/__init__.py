@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Any, BinaryIO
 
 from imagetool.archive.docker import load_docker, load_legacy, save_docker
 from imagetool.archive.oci import load_oci, save_oci
 from imagetool.archive.tarreader import ArchiveError, open_archive
 from imagetool.archive.tarwriter import TarWriter
+from imagetool.atomicfile import atomic_file
 from imagetool.store import Store, StoreError
 
 __all__ = ["ArchiveError", "FORMATS", "save", "save_to", "load"]
@@ -53,18 +53,8 @@ def save_to(store: Store, names: list[str], path: str, fmt: str = "oci") -> None
     if not os.path.isdir(directory):
         raise ArchiveError(f"{path}: directory {directory} does not exist")
     _images(store, names)  # a missing name fails before any file is created
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(store, names, f, fmt, spool_dir=directory)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        save(store, names, f, fmt, spool_dir=directory)
 
 
 def load(store: Store, source: str | BinaryIO, label: str | None = None) -> list[str]:

@@ -4,13 +4,12 @@ FILE, renamed)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from imagetool.atomicfile import atomic_file
 from imagetool.store import Store
 
 from .errors import BuildError
@@ -99,25 +98,15 @@ def write_output(store: Store, output: Output, mdesc: dict[str, Any], tags: list
     name = output.name or (tags[0] if tags else None)
     desc = dict(mdesc)
     directory = os.path.dirname(os.path.abspath(output.dest))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output.dest)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            tw = TarWriter(f)
-            if output.type == "oci":
-                save_oci(store, [(name or "", desc)],
-                         tw if name else _UnnamedIndex(tw))  # type: ignore[arg-type]
-            else:
-                # a name that is no reference ("") gives RepoTags null: docker loads
-                # such an image untagged
-                save_docker(store, [(name or "", desc)], tw, spool_dir=directory)
-            tw.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, output.dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(output.dest) as f:
+        tw = TarWriter(f)
+        if output.type == "oci":
+            save_oci(store, [(name or "", desc)],
+                     tw if name else _UnnamedIndex(tw))  # type: ignore[arg-type]
+        else:
+            # a name that is no reference ("") gives RepoTags null: docker loads such an
+            # image untagged
+            save_docker(store, [(name or "", desc)], tw, spool_dir=directory)
+        tw.close()
     return (f"--> wrote {output.type} archive {output.dest}"
             + (f" ({name})" if name else " (unnamed)"))

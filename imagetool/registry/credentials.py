@@ -62,19 +62,11 @@ def _load(path: str) -> dict:
 
 def _save(path: str, data: dict) -> None:
     """Atomic, mode 0600: the file holds secrets."""
-    import tempfile  # imported here: pull and push only read the file
+    from imagetool.atomicfile import atomic_file  # here: pull and push only read the file
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent="\t")
-            f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, mode=0o600, text=True) as f:
+        json.dump(data, f, indent="\t")
+        f.write("\n")
 
 
 def _helper_for(data: dict, registry: str) -> str | None:

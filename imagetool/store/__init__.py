@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from imagetool import digest as dg
 from imagetool import mediatypes as mt
+from imagetool.atomicfile import atomic_file
 from imagetool.store import graph
 from imagetool.store.ingest import RESUME_PREFIX, Ingest, IngestError
 from imagetool.store.locks import LockBusy, flock_for
@@ -48,24 +48,9 @@ class ImageNotFound(StoreError):
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to `path` by temp file + fsync + rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write `data` to `path` so readers see old or new, never half (and the rename is durable)."""
+    with atomic_file(path, sync_dir=True) as f:
+        f.write(data)
 
 
 def _name_of(desc: dict[str, Any]) -> str | None:
