@@ -23,6 +23,17 @@ class ConfigError(ValueError):
     """The registries config file is unreadable or malformed; the message names the field."""
 
 
+def in_network(host: str, entry: str) -> bool:
+    """`host` is an IP address inside `entry` when that is a CIDR (insecure registries and
+    NO_PROXY both allow them); names and bad entries never match."""
+    if "/" not in entry:
+        return False
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+
+
 def host_of(registry: str) -> str:
     """The host part of `host[:port]`, without IPv6 brackets."""
     if registry.startswith("["):
@@ -90,12 +101,8 @@ class RegistryConfig:
         for entry in self.insecure:
             if entry in (registry, host):
                 return True
-            if "/" in entry:
-                try:
-                    if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
-                        return True
-                except ValueError:
-                    continue
+            if in_network(host, entry):
+                return True
         return False
 
     def mirrors_for(self, registry: str) -> list[str]:

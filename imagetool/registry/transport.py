@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from imagetool import __version__
-from imagetool.registry.config import RegistryConfig, is_loopback
+from imagetool.registry.config import RegistryConfig, in_network, is_loopback
 from imagetool.registry.errors import TransportError
 
 USER_AGENT = f"imagetool/{__version__}"
@@ -519,12 +518,8 @@ def _bypass(no_proxy: list[str], host: str, port: int) -> bool:
     for entry in no_proxy:
         if entry == "*" or entry in (host, f"{host}:{port}") or host.endswith(f".{entry}"):
             return True
-        if "/" in entry:
-            try:
-                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
+        if in_network(host, entry):
+            return True
     return False
 
 
