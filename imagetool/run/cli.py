@@ -176,7 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         bundle.unpack(store, parts["name"], bpath, mode="overlay", entrypoint=entrypoint,
                       cmd=cmd, env=env, user=args.user, workdir=args.workdir,
                       hostname=args.hostname or cid[:12], terminal=args.tty)
-        _edit_config(os.path.join(bpath, "config.json"), args, mode, volumes)
+        from imagetool.run import etcfiles
+        etc = etcfiles.write(recs.path(cid), args.hostname or cid[:12], mode)
+        _edit_config(os.path.join(bpath, "config.json"), args, mode, etc + volumes)
         with open(os.path.join(bpath, "config.json")) as f:
             proc = json.load(f)["process"]
         with recs.lock():
@@ -217,6 +219,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _kill_runtime(recs, cid, num)
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, forward)
+        if args.tty:
+            mon = recs.load(cid)
+            monitor_pid = int((mon.get("State") or {}).get("MonitorPid") or 0)
+
+            def resized(_num: int, _frame: Any) -> None:
+                # the monitor holds our terminal and copies its size to the container's pty
+                if monitor_pid > 0 and monitor_alive(mon):
+                    with contextlib.suppress(OSError):
+                        os.kill(monitor_pid, signal.SIGWINCH)
+            signal.signal(signal.SIGWINCH, resized)
         while b"\n" not in rest:
             try:
                 chunk = os.read(fd, 4096)

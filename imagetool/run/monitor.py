@@ -104,6 +104,10 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
         if mode == "bridge":
             network.preload()
             info = network.allocate(store_root, cid)
+            if os.path.exists(recs.path(cid, "hosts")):
+                from imagetool.run import etcfiles
+                etcfiles.add_address(recs.path(cid), rec["Config"].get("Hostname") or cid[:12],
+                                     info["address"])
             for p in host.get("PortBindings") or []:
                 proxies.append(ports.Proxy(p, info["address"]))
         if tty:
@@ -251,6 +255,15 @@ def _copy_winsize(src: int | None, master: int) -> None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
 
+def _winch_pipe() -> tuple[int, int]:
+    """A pipe that becomes readable on SIGWINCH: `run -t` relays its terminal's resizes to
+    us, and the select loop then copies the new size to the container's pty."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGWINCH, lambda *_: None)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r, w
+
+
 def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
            out_fd: int | None, err_fd: int | None, in_fd: int | None = None,
            master: int | None = None) -> int:
@@ -272,6 +285,9 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
         in_fd = None
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ)
+    winch = _winch_pipe() if master is not None and out_fd is not None else None
+    if winch is not None:
+        sel.register(winch[0], selectors.EVENT_READ)
     code: int | None = None
     grace = None
 
@@ -289,6 +305,12 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
             fd = key.fd
             if fd == pidfd:
                 sel.unregister(pidfd)
+                continue
+            if winch is not None and fd == winch[0]:  # the caller's terminal was resized
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 512)
+                if master in streams:
+                    _copy_winsize(out_fd, master)  # type: ignore[arg-type]
                 continue
             if fd == in_fd:
                 if master not in streams:
@@ -359,6 +381,11 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
         os.close(fd)
     stop_input()
     os.close(pidfd)
+    if winch is not None:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGWINCH, signal.SIG_DFL)
+        for fd in winch:
+            os.close(fd)
     lw.close()
     for fd in (out_fd, err_fd):
         if fd is not None:

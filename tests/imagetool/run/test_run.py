@@ -6,6 +6,7 @@ containers (rm -f, then monitors by pid), the bridge, mounts under the temp dir.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pty
@@ -14,6 +15,7 @@ import secrets
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import termios
@@ -122,6 +124,30 @@ def test_overrides_seen_inside(env, it):
            'echo "foo=$FOO"; echo "pwd=$(pwd)"; echo "id=$(id -u):$(id -g)"; echo "0=$0"')
     out = p.stdout.decode().splitlines()
     assert out == ["foo=bar baz", "pwd=/tmp/work", "id=1000:1000", "0=/bin/sh"]
+
+
+def test_etc_hostname_hosts_and_resolv_conf_as_docker_gives_them(env, it):
+    show = "hostname; cat /etc/hostname; echo --; cat /etc/hosts; echo --; cat /etc/resolv.conf"
+    out = it("run", "--rm", "--hostname", "box1", "busybox", "sh", "-c", show
+             ).stdout.decode().split("--\n")
+    assert out[0] == "box1\nbox1\n"
+    hosts = [line.split() for line in out[1].splitlines()]
+    assert ["127.0.0.1", "localhost"] in hosts
+    named = [h for h in hosts if h[1:] == ["box1"]]
+    assert len(named) == 1 and named[0][0].startswith("10.89."), out[1]
+    servers = [w[1] for w in (line.split() for line in out[2].splitlines())
+               if w[:1] == ["nameserver"]]
+    assert servers and not any(a.startswith("127.") or a == "::1" for a in servers), out[2]
+
+    # --network none: no address to name; each file is a bind mount, the image is untouched
+    cid = it("run", "-d", "--network", "none", "busybox", "sleep", "30").stdout.decode().strip()
+    hosts = it("exec", cid, "cat", "/etc/hosts").stdout.decode()
+    assert "localhost" in hosts and cid[:12] not in hosts, hosts
+    assert it("exec", cid, "cat", "/etc/hostname").stdout == f"{cid[:12]}\n".encode()
+    mounts = it("exec", cid, "cat", "/proc/self/mountinfo").stdout.decode().splitlines()
+    for name in ("hostname", "hosts", "resolv.conf"):
+        assert sum(1 for m in mounts if m.split()[4] == f"/etc/{name}") == 1, name
+    it("rm", "-f", cid)
 
 
 def test_exit_code_and_rm_leaves_nothing(env, it):
@@ -256,23 +282,37 @@ def test_interactive_stdin_and_logs_follow(env, it):
     it("rm", cid)
 
 
-def _on_pty(root: str, args: list[str], script: list[tuple[bytes, bytes]] = (),
-            timeout: float = 30) -> tuple[int, bytes]:
-    """Run imagetool with a fresh pty as its terminal (stdin, stdout, stderr); for each
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _on_pty(root: str, args: list[str],
+            script: list[tuple[bytes, bytes | tuple[int, int]]] = (),
+            timeout: float = 30, ctty: bool = False) -> tuple[int, bytes]:
+    """Run imagetool with a fresh 24x80 pty as its terminal (stdin, stdout, stderr; with
+    ctty also its controlling terminal, so the kernel signals it a resize); for each
     (wait_for, send) of `script`, wait until the output so far holds wait_for, then type
-    send. Returns (exit code, everything the terminal showed); checks that the terminal's
-    modes are as they were before once imagetool is done."""
+    send, or resize the terminal to send=(rows, cols). Returns (exit code, everything the
+    terminal showed); checks that the terminal's modes are as they were before once
+    imagetool is done."""
     master, slave = pty.openpty()
+    _set_size(slave, 24, 80)
     before = termios.tcgetattr(slave)
     p = subprocess.Popen([IMAGETOOL, "--root", root, *args], stdin=slave, stdout=slave,
-                         stderr=slave, start_new_session=True)
+                         stderr=slave, start_new_session=True,
+                         preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                         if ctty else None)
     out = b""
     steps = list(script)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             while steps and steps[0][0] in out:
-                os.write(master, steps.pop(0)[1])
+                send = steps.pop(0)[1]
+                if isinstance(send, tuple):
+                    _set_size(slave, *send)  # the kernel sends SIGWINCH to its session
+                else:
+                    os.write(master, send)
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 try:
@@ -312,6 +352,18 @@ def test_tty_interactive(env, it):
     assert rc == 3, out
     assert b"typed\r\n" in out, out  # the output of echo, not only the echoed keys
     assert out.count(b"echo typed") == 1, out  # echoed by the container's pty: ours is raw
+    assert Records(env["root"]).ids() == []
+
+
+def test_tty_resize_reaches_the_container(env, it):
+    """A resize of the caller's terminal is copied to the container's pty, as docker does."""
+    wait = ('stty size; i=0; while [ "$(stty size)" = "24 80" ] && [ $i -lt 100 ]; do '
+            'sleep 0.1; i=$((i+1)); done; echo "now $(stty size)"')
+    rc, out = _on_pty(env["root"], ["run", "-t", "--rm", "--network", "none", "busybox",
+                                    "sh", "-c", wait], [(b"24 80\r", (40, 120))],
+                      ctty=True)
+    assert rc == 0, out
+    assert b"now 40 120" in out, out
     assert Records(env["root"]).ids() == []
 
 
