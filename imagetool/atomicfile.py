@@ -12,18 +12,20 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, mode: int = 0o644, text: bool = False,
-                sync_dir: bool = False) -> Iterator[IO[Any]]:
+def atomic_file(path: str, mode: int = 0o644, text: bool = False, sync_dir: bool = False,
+                durable: bool = True) -> Iterator[IO[Any]]:
     """Yield a file to write `path`'s new content to; on a clean exit it replaces `path`.
-    sync_dir also fsyncs the directory, so the rename itself survives a crash."""
+    sync_dir also fsyncs the directory, so the rename itself survives a crash; durable=False
+    skips the fsync for files that need not outlive a crash (a container's scratch files)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})
                        ) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

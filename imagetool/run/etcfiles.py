@@ -69,7 +69,7 @@ def write(directory: str, hostname: str, mode: str) -> list[dict[str, object]]:
     mounts: list[dict[str, object]] = []
     for name in FILES:
         path = os.path.join(directory, name)
-        with atomic_file(path, text=True) as f:
+        with atomic_file(path, text=True, durable=False) as f:
             f.write(content[name])
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": path,
                        "options": ["rbind", "rprivate"]})
@@ -78,5 +78,5 @@ def write(directory: str, hostname: str, mode: str) -> list[dict[str, object]]:
 
 def add_address(directory: str, hostname: str, address: str) -> None:
     """Name the container's bridge address in its /etc/hosts (before the container starts)."""
-    with atomic_file(os.path.join(directory, "hosts"), text=True) as f:
+    with atomic_file(os.path.join(directory, "hosts"), text=True, durable=False) as f:
         f.write(hosts(hostname, address))
