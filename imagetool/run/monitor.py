@@ -94,7 +94,7 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
     tty = bool((rec.get("Config") or {}).get("Tty"))
     mode = host.get("NetworkMode", "bridge")
     bundle = recs.path(cid, "bundle")
-    proxies: list[ports.Proxy] = []
+    proxies: list[ports.Proxy | ports.UdpProxy] = []
     info: dict[str, Any] | None = None
     created = False
     o_r = e_r = master = -1
@@ -109,7 +109,7 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
                 etcfiles.add_address(recs.path(cid), rec["Config"].get("Hostname") or cid[:12],
                                      info["address"])
             for p in host.get("PortBindings") or []:
-                proxies.append(ports.Proxy(p, info["address"]))
+                proxies.append(ports.proxy_for(p, info["address"]))
         if tty:
             console = _Console()
             try:

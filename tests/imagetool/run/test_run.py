@@ -17,6 +17,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import termios
 import time
@@ -116,6 +117,52 @@ def test_httpd_published_port(env, it):
         assert json.load(f)["allocated"] == {}
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(30)
+print("ready", flush=True)
+for _ in range(50):
+    data, addr = s.recvfrom(2048)
+    s.sendto(b"pong:" + data, addr)
+"""
+
+
+def test_udp_published_port(env, it):
+    """-p HOST:CTR/udp: datagrams reach a server in the container's network namespace (run
+    there by the test with nsenter, as busybox has no UDP server) and each client gets its
+    own replies back through the proxy."""
+    import socket
+    port = free_port()
+    cid = it("run", "-d", "-p", f"127.0.0.1:{port}:5353/udp", "busybox", "sleep", "60"
+             ).stdout.decode().strip()
+    pid = json.loads(it("inspect", cid).stdout)[0]["State"]["Pid"]
+    assert f"127.0.0.1:{port}->5353/udp" in it("ps").stdout.decode()
+    server = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c",
+                               UDP_ECHO, "5353"], stdout=subprocess.PIPE)
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        assert server.stdout is not None and server.stdout.readline() == b"ready\n"
+        for n, c in enumerate(clients):
+            c.settimeout(2)
+            c.sendto(f"hi{n}".encode(), ("127.0.0.1", port))
+            assert c.recvfrom(2048)[0] == f"pong:hi{n}".encode()
+        clients[0].sendto(b"again", ("127.0.0.1", port))
+        assert clients[0].recvfrom(2048)[0] == b"pong:again"
+    finally:
+        for c in clients:
+            c.close()
+        server.kill()
+        server.wait()
+        it("rm", "-f", cid)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("127.0.0.1", port))  # the proxy let the port go
+    finally:
+        probe.close()
 
 
 def test_overrides_seen_inside(env, it):
