@@ -255,6 +255,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not k:
             raise UsageError(f"--build-arg {item!r}: want KEY=VALUE")
         build_args[k] = v if eq else os.environ.get(k, "")
+    from imagetool.build.run_mounts import Secret, parse_secret
+    secrets: dict[str, Secret] = {}
+    for item in args.secret or []:
+        try:
+            s = parse_secret(item)
+        except ValueError as e:
+            raise UsageError(f"build: {e}") from None
+        secrets[s.id] = s
     if not args.tag and not args.output:
         raise UsageError("build: give at least one -t NAME or --output type=...,dest=FILE")
     output = None
@@ -267,10 +275,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     dockerfile = args.file
     if dockerfile and not os.path.isabs(dockerfile) and not os.path.exists(dockerfile):
         dockerfile = os.path.join(args.context, dockerfile)
-    res = build(_store(args), BuildOptions(
+    opts = BuildOptions(
         context=args.context, dockerfile=dockerfile, tags=args.tag or [], target=args.target,
-        build_args=build_args, no_cache=args.no_cache, output=output),
-        out=(lambda s: None) if args.quiet else None)
+        build_args=build_args, no_cache=args.no_cache, output=output, platform=args.platform,
+        format=args.format, compression=args.compression, secrets=secrets)
+    from imagetool.build.executor import BuildError, check_options
+    try:
+        check_options(opts)
+    except BuildError as e:
+        raise UsageError(f"build: {e}") from None
+    res = build(_store(args), opts, out=(lambda s: None) if args.quiet else None)
     print(res.manifest["digest"])
     return 0
 
@@ -377,9 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--file", metavar="DOCKERFILE", help="default CONTEXT/Dockerfile")
     sp.add_argument("--target", help="build this stage (default: the last)")
     sp.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="repeatable")
+    sp.add_argument("--secret", action="append", metavar="id=ID[,src=FILE|,env=VAR]",
+                    help="a secret for RUN --mount=type=secret (repeatable)")
     sp.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
     sp.add_argument("-o", "--output", metavar="type=oci|docker,dest=FILE[,name=REF]",
                     help="also write the image as an archive (no -t needed)")
+    sp.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                    help="target platform; only the host's (no emulation)")
+    # buildah's (and podman's) name for this choice; buildx's oci-mediatypes=false belongs
+    # to an exporter, and our --output type= already means the archive's layout
+    sp.add_argument("--format", choices=("oci", "docker"), default="oci",
+                    help="media types of the image: oci (default) or docker (schema 2)")
+    sp.add_argument("--compression", choices=("gzip", "zstd"), default="gzip",
+                    help="of new layers: gzip (default) or zstd (needs --format oci)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only print the digest")
 
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")

@@ -77,3 +77,30 @@ class GzipWriter:
 
     def flush(self) -> bytes:
         return self._c.flush()
+
+
+ZSTD_LEVEL = 3  # zstd's default: faster than gzip -6 here and smaller than isal level 1
+
+
+class ZstdWriter:
+    """Compresses chunks into one zstd frame (checksummed, single-threaded), so the same
+    input always makes the same blob."""
+
+    def __init__(self, level: int = ZSTD_LEVEL) -> None:
+        import zstandard
+        self._c = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._c.compress(data)
+
+    def flush(self) -> bytes:
+        return self._c.flush()
+
+
+def writer(kind: str) -> GzipWriter | ZstdWriter:
+    """A deterministic compressor for new layers: 'gzip' (isal) or 'zstd'."""
+    if kind == "gzip":
+        return GzipWriter()
+    if kind == "zstd":
+        return ZstdWriter()
+    raise ValueError(f"cannot write {kind!r} layers (want gzip or zstd)")

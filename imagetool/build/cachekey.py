@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import dockerfile as df
-from .dockerignore import DockerIgnore, go_clean, go_match, has_wildcards
+from .dockerignore import DockerIgnore, PatternError, go_clean, go_match, has_wildcards
 from .plan import PROXY_ARGS
 
 KEY_VERSION = 1
@@ -163,37 +163,44 @@ def _glob(root: str, pattern: str, ignore: DockerIgnore) -> list[str]:
 
 def context_records(context_dir: str | os.PathLike[str], sources: Iterable[str], *,
                     ignore: DockerIgnore | None = None, with_mtime: bool = False,
-                    memo: dict[tuple[Any, ...], str] | None = None) -> list[list[Any]]:
+                    memo: dict[tuple[Any, ...], str] | None = None,
+                    exclude: DockerIgnore | None = None) -> list[list[Any]]:
     """What COPY would read for `sources` (expanded, context-relative): one record per entry.
 
     A source names a file or directory (a directory's contents are copied, recursively) or is
     a wildcard pattern (Go filepath.Match per path component; matching nothing is allowed, as
     BuildKit allows it). A source that is missing, or hidden by .dockerignore, is a SourceError.
     Leading `/` and `..` can't leave the context. The source itself is followed if it is a
-    symlink; links inside are recorded as links.
+    symlink; links inside are recorded as links. `exclude` (COPY --exclude) leaves out the
+    wildcard matches it names and, inside a directory source, the paths relative to it.
     """
     root = os.path.abspath(os.fspath(context_dir))
     ignore = ignore if ignore is not None else DockerIgnore()
     records: list[list[Any]] = []
-    for top, real, full, st in _roots(root, sources, ignore):
+    for top, real, full, st in _roots(root, sources, ignore, exclude):
         records.append(_entry_record(top, full, st, with_mtime, memo))
         if not stat.S_ISDIR(st.st_mode):
             continue
         for child, entry in ignore.walk(root, real):
             suffix = child[len(real):].lstrip("/") if real else child
+            if exclude and exclude.excluded(suffix):
+                continue
             name = f"{top}/{suffix}" if top else suffix
             records.append(_entry_record(name, entry.path, entry.stat(follow_symlinks=False),
                                          with_mtime, memo))
     return records
 
 
-def _roots(root: str, sources: Iterable[str], ignore: DockerIgnore
+def _roots(root: str, sources: Iterable[str], ignore: DockerIgnore,
+           exclude: DockerIgnore | None = None
            ) -> Iterable[tuple[str, str, str, os.stat_result]]:
-    """(context path, resolved path, absolute path, lstat) of each source or wildcard match."""
+    """(context path, resolved path, absolute path, lstat) of each source or wildcard match
+    (matches that `exclude`, COPY --exclude, names are left out)."""
     for src in sources:
         rel = go_clean("/" + src.replace(os.sep, "/")).lstrip("/")
         if has_wildcards(rel):
-            roots = [(m, f"{src} -> {m}") for m in _glob(root, rel, ignore)]
+            roots = [(m, f"{src} -> {m}") for m in _glob(root, rel, ignore)
+                     if not (exclude and exclude.excluded(m))]
         else:
             roots = [(rel, src)]
         for top, label in roots:
@@ -251,8 +258,9 @@ def sources_digest(instruction: df.Copy | df.Add, context_dir: str | os.PathLike
                                      f"{', '.join(local)} from", filename, instruction.line)
         try:
             doc["entries"] = context_records(context_dir, local, ignore=ignore,
-                                             with_mtime=with_mtime, memo=memo)
-        except SourceError as e:
+                                             with_mtime=with_mtime, memo=memo,
+                                             exclude=DockerIgnore(instruction.exclude))
+        except (SourceError, PatternError) as e:
             raise df.DockerfileError(f"{instruction.NAME} failed: {e}", filename,
                                      instruction.line) from None
     return digest_of(doc)

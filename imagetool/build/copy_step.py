@@ -2,20 +2,30 @@
 
 Docker's rules: a destination ending in `/`, several sources or a wildcard mean "into this
 directory", as does an existing directory at the destination; ADD extracts a local tar archive;
---chown names are looked up in the rootfs's own passwd/group files; --chmod is octal.
+--chown names are looked up in the rootfs's own passwd/group files; --chmod is octal or
+symbolic (chmod.py); --exclude patterns (.dockerignore syntax) drop wildcard matches and, in a
+directory source, paths relative to it. As BuildKit does: a heredoc source (`COPY <<EOF /f`)
+is a file named after its delimiter, mode 0644, owned by root unless --chown; an ADD of an
+http(s) URL is downloaded (fetch.py: mode 0600, mtime Last-Modified or 0, never extracted)
+and its digest, or the --checksum, is part of the step's cache key. --link changes nothing in
+the result here: the layer is the same as without it.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 import tarfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from imagetool import convert, layers
 
-from . import cachekey
+from . import cachekey, chmod, fetch
 from . import dockerfile as df
 from .dockerignore import DockerIgnore
 from .errors import BuildError, fail
@@ -28,6 +38,9 @@ class CopySteps:
 
     context: str
     ignore: DockerIgnore
+    tmp: str | None
+    out: Callable[[str], None]
+    _downloads: dict[tuple[str, str | None], fetch.Download] | None = None
 
     # -- COPY / ADD -----------------------------------------------------------------------------
     def _owner(self, merged: str, chown: str | None) -> tuple[int, int] | None:
@@ -49,21 +62,64 @@ class CopySteps:
         gid = look(group, groups, "group") if group else uid
         return uid, gid
 
+    def _copy_key_extra(self, p: BuildPlan, step: Step) -> dict[str, Any]:
+        """What an ADD of URLs adds to its cache key: per URL the --checksum if given (nothing
+        is downloaded for the key), else the digest and Last-Modified of the download, as
+        BuildKit's http source keys it. Empty for everything else, so other keys don't move."""
+        ins = step.expanded
+        if not isinstance(ins, df.Add):
+            return {}
+        urls = [s for s in ins.sources if _is_http(s)]
+        if not urls:
+            return {}
+        got = []
+        for url in urls:
+            if ins.checksum:
+                got.append([url, fetch.url_filename(url), ins.checksum])
+            else:
+                d = self._download(p, step, url, None)
+                got.append([url, d.name, d.digest, d.last_modified])
+        return {"urls": got}
+
+    def _download(self, p: BuildPlan, step: Step, url: str, checksum: str | None
+                  ) -> fetch.Download:
+        """One download per URL and checksum per build, kept in the build's temp dir."""
+        if self._downloads is None:
+            self._downloads = {}
+        known = self._downloads.get((url, checksum))
+        if known is not None:
+            return known
+        assert self.tmp is not None
+        self.out(f"--> downloading {url}")
+        try:
+            d = fetch.fetch(url, self.tmp, checksum=checksum)
+        except fetch.FetchError as e:
+            raise fail(p, step.instruction, f"ADD failed: {e}") from None
+        self._downloads[(url, checksum)] = d
+        return d
+
     def _copy(self, p: BuildPlan, state: StageState, step: Step, merged: str,
               images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> None:
         ins = step.expanded
         assert isinstance(ins, (df.Copy, df.Add))
         conf = state.config.get("config") or {}
+        is_add = isinstance(ins, df.Add)
+        remote = [s for s in ins.sources if is_add and _is_http(s)]
+        local = [s for s in ins.sources if s not in remote]
+        checksum = ins.checksum if isinstance(ins, df.Add) else None
+        # downloads (and --checksum) are checked before anything is written
+        downloads = [self._download(p, step, u, checksum) for u in remote]
         try:
             owner = self._owner(merged, ins.chown)
-        except BuildError as e:
+            mode = chmod.compile_mode(ins.chmod) if ins.chmod else None
+        except (BuildError, ValueError) as e:
             raise fail(p, step.instruction, f"{ins.NAME}: {e}") from None
-        mode = int(ins.chmod, 8) if ins.chmod else None
         dest = ins.dest
         if not dest.startswith("/"):
             dest = os.path.join(conf.get("WorkingDir") or "/", dest)
-        into_dir = ins.dest.endswith("/") or ins.dest in (".", "..") or len(ins.sources) > 1 \
-            or any(cachekey.has_wildcards(s) for s in ins.sources)
+        into_dir = ins.dest.endswith("/") or ins.dest in (".", "..") \
+            or len(ins.sources) + len(ins.heredocs) > 1 \
+            or any(cachekey.has_wildcards(s) for s in local)
         res = layers.Resolver(merged, "rootfs")
         dparts = layers.split_name(dest.lstrip("/"), "rootfs", "destination")
         # an existing directory at dest takes the sources inside it, as docker does
@@ -73,6 +129,7 @@ class CopySteps:
                 into_dir = stat.S_ISDIR(os.stat(host).st_mode)
             except (FileNotFoundError, NotADirectoryError, layers.LayerError):
                 pass
+        target = _Target(dest, dparts, into_dir, owner, mode, DockerIgnore(ins.exclude))
         if isinstance(ins, df.Copy) and ins.from_stage:
             src = step.sources[0] if step.sources else None
             if src is not None and src.kind == "stage":
@@ -82,18 +139,49 @@ class CopySteps:
             else:
                 raise fail(p, step.instruction, f"COPY --from={ins.from_stage}: unresolved")
             with self._mounted(chain) as (src_root, _):
-                self._copy_from(src_root, DockerIgnore(), ins, merged, dest, dparts, into_dir,
-                                owner, mode, add=False)
-        else:
-            self._copy_from(self.context, self.ignore, ins, merged, dest, dparts, into_dir,
-                            owner, mode, add=isinstance(ins, df.Add))
+                self._copy_from(src_root, DockerIgnore(), local, merged, target, add=False)
+        elif local:
+            self._copy_from(self.context, self.ignore, local, merged, target, add=is_add)
+        for d in downloads:
+            self._put_file(merged, target, d.name, d.path, os.stat(d.path))
+        for h in ins.heredocs:
+            self._put_heredoc(merged, target, h)
 
-    def _copy_from(self, root: str, ignore: DockerIgnore, ins: df.Copy | df.Add, merged: str,
-                   dest: str, dparts: list[str], into_dir: bool,
-                   owner: tuple[int, int] | None, mode: int | None, add: bool) -> None:
+    def _put_heredoc(self, merged: str, target: _Target, h: df.Heredoc) -> None:
+        """An inline file: BuildKit makes it (0644, now) and copies it like a context file."""
+        assert self.tmp is not None
+        tmp = os.path.join(self.tmp, f"heredoc-{uuid.uuid4().hex}")
+        # body(): expand.py left an expanded body with its tabs stripped already; a quoted
+        # delimiter's body is as written, with <<-'s tabs still to strip
+        data = h.body().encode("utf-8", "surrogateescape")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)
+                f.write(data)
+            self._put_file(merged, target, posixpath.basename(h.name) or h.name, tmp,
+                           os.stat(tmp))
+        finally:
+            os.unlink(tmp)
+
+    def _put_file(self, merged: str, target: _Target, name: str, src: str,
+                  st: os.stat_result) -> None:
+        """One file to the destination: at it, or inside it when it is a directory."""
         res = layers.Resolver(merged, "rootfs")
+        if target.into_dir or not target.dparts:
+            parts = [*target.dparts, name]
+        else:
+            parts = target.dparts
+        parent = res.host(res.directory(parts[:-1], True, target.dest))
+        self._put(src, st, os.path.join(parent, parts[-1]), target.owner, target.mode, [])
+
+    def _copy_from(self, root: str, ignore: DockerIgnore, sources: list[str], merged: str,
+                   target: _Target, add: bool) -> None:
+        res = layers.Resolver(merged, "rootfs")
+        dest, dparts, owner, mode = target.dest, target.dparts, target.owner, target.mode
         dir_times: list[tuple[str, int]] = []
-        for top, real, full, st in cachekey._roots(root, ins.sources, ignore):
+        excl = target.exclude
+        for top, real, full, st in cachekey._roots(root, sources, ignore, excl):
             if stat.S_ISDIR(st.st_mode):
                 base_rel = res.directory(dparts, True, dest)
                 base = res.host(base_rel)
@@ -101,6 +189,8 @@ class CopySteps:
                     os.chown(base, *owner)
                 for child, entry in ignore.walk(root, real):
                     suffix = child[len(real):].lstrip("/") if real else child
+                    if excl and excl.excluded(suffix):
+                        continue
                     cparts = [*dparts, *suffix.split("/")]
                     parent = res.host(res.directory(cparts[:-1], True, dest))
                     self._put(entry.path, entry.stat(follow_symlinks=False),
@@ -114,21 +204,16 @@ class CopySteps:
                     layers.Applier(base).apply(f, f"ADD {top}")
                 res.forget()
                 continue
-            if into_dir or not dparts:
-                parts = [*dparts, os.path.basename(top.rstrip("/")) or top]
-            else:
-                parts = dparts
-            parent = res.host(res.directory(parts[:-1], True, dest))
-            real_st = os.stat(full) if stat.S_ISLNK(st.st_mode) else st
-            self._put(os.path.realpath(full) if stat.S_ISLNK(st.st_mode) else full, real_st,
-                      os.path.join(parent, parts[-1]), owner, mode, dir_times)
+            if stat.S_ISLNK(st.st_mode):
+                full, st = os.path.realpath(full), os.stat(full)
+            self._put_file(merged, target, os.path.basename(top.rstrip("/")) or top, full, st)
             res.forget()
         for path, mtime in reversed(dir_times):
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
     @staticmethod
     def _put(src: str, st: os.stat_result, dst: str, owner: tuple[int, int] | None,
-             mode: int | None, dir_times: list[tuple[str, int]]) -> None:
+             mode: chmod.ModeFn | None, dir_times: list[tuple[str, int]]) -> None:
         try:
             old = os.lstat(dst)
         except FileNotFoundError:
@@ -155,8 +240,26 @@ class CopySteps:
         else:
             return  # devices, fifos and sockets are not copied from a context
         os.chown(dst, uid, gid)
-        os.chmod(dst, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        perm = stat.S_IMODE(st.st_mode)
+        os.chmod(dst, mode(perm, is_dir) if mode is not None else perm)
         os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a COPY/ADD writes, and what it sets on each entry."""
+
+    dest: str                          # absolute, in the rootfs
+    dparts: list[str]                  # its components
+    into_dir: bool                     # sources go inside dest (else dest is the file)
+    owner: tuple[int, int] | None      # --chown
+    mode: chmod.ModeFn | None          # --chmod
+    exclude: DockerIgnore              # --exclude (empty: nothing)
+
+
+def _is_http(src: str) -> bool:
+    """An ADD source fetched over http(s); git URLs are refused before the build starts."""
+    return df.is_url(src) and not df.is_git_url(src)
 
 
 def _is_tar(path: str) -> bool:

@@ -1,4 +1,5 @@
-"""An overlayfs upper directory -> an OCI layer (tar with whiteouts, gzipped by isal).
+"""An overlayfs upper directory -> an OCI layer (tar with whiteouts, gzipped by isal, or
+zstd-compressed with `compression="zstd"`: media type ...tar+zstd).
 
 overlayfs records what a container changed in its upper directory: new and modified entries
 as themselves, a deletion as a 0:0 character device of the deleted name, and a directory
@@ -25,11 +26,11 @@ _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
 class _Sink:
-    """tarfile writes here: hashed (diff_id) and gzipped into a store ingest."""
+    """tarfile writes here: hashed (diff_id) and compressed into a store ingest."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: Any, kind: str = "gzip") -> None:
         self.out = out
-        self.gz = compression.GzipWriter()
+        self.gz = compression.writer(kind)
         self.diff = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
@@ -79,12 +80,19 @@ def changes(upper: str) -> list[str]:
     return out
 
 
-def write_layer(store: Any, upper: str, *, epoch: int | None = None
-                ) -> tuple[dict[str, Any], str, int]:
-    """Tar the upper dir into a gzip layer blob in `store`: (descriptor, diff_id, entries)."""
+LAYER_TYPES = {"gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}
+
+
+def write_layer(store: Any, upper: str, *, epoch: int | None = None,
+                compression: str = "gzip") -> tuple[dict[str, Any], str, int]:
+    """Tar the upper dir into a layer blob in `store` compressed as `compression` (gzip or
+    zstd): (descriptor, diff_id, entries)."""
+    media_type = LAYER_TYPES.get(compression)
+    if media_type is None:
+        raise ValueError(f"cannot write {compression!r} layers (want gzip or zstd)")
     count = 0
     with store.ingest() as w:
-        sink = _Sink(w)
+        sink = _Sink(w, compression)
         with tarfile.open(fileobj=sink, mode="w|",  # type: ignore[call-overload]
                           format=tarfile.PAX_FORMAT) as tf:
             links: dict[tuple[int, int], str] = {}
@@ -137,5 +145,5 @@ def write_layer(store: Any, upper: str, *, epoch: int | None = None
         sink.finish()
         digest = w.commit()
         size = w.size
-    return ({"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": size},
+    return ({"mediaType": media_type, "digest": digest, "size": size},
             "sha256:" + sink.diff.hexdigest(), count)

@@ -211,9 +211,12 @@ class Run(Instruction):
     def argv(self, shell: list[str]) -> tuple[list[str], dict[str, str]]:
         """The process to run, and inline files to put under /dev/pipes/ (mode 0755).
 
-        A shell-form RUN is `shell + [command]`. With heredocs, Docker's rules: a command that
-        is only `<<EOF` runs the body, as a script if it starts with `#!`, else through the
-        shell; anything else hands the command and the documents to the shell to interpret.
+        A shell-form RUN is `shell + [command]`. With heredocs, BuildKit's rules: a command
+        that is only `<<EOF` runs the body, as the script /dev/pipes/EOF (through the shell,
+        `sh -c /dev/pipes/EOF`) if the document as written starts with `#!`, else as the
+        shell's command string; anything else hands the command and the documents to the
+        shell to interpret (so `python3 <<EOF` reads it on stdin). RUN bodies are never
+        expanded by the builder: the shell does that, or not for a quoted delimiter.
         """
         if not self.shell_form:
             return list(self.command), {}
@@ -227,8 +230,8 @@ class Run(Instruction):
         if doc is not None:
             first = self.heredocs[0]
             body = first.body()
-            if body.startswith("#!"):
-                return [f"/dev/pipes/{first.name}"], {first.name: body}
+            if first.content.startswith("#!"):
+                return [*shell, f"/dev/pipes/{first.name}"], {first.name: body}
             return [*shell, body], {}
         full = cmd
         for h in self.heredocs:
@@ -931,15 +934,25 @@ def parse_mount(spec: str, expand: Any = None) -> Mount:
         present = m.from_stage if key == "from" else getattr(m, key)
         if present is not None and m.type not in types:
             raise ValueError(f"mount type {m.type!r} does not take {key}=")
+    if m.required and m.type not in ("secret", "ssh"):
+        raise ValueError(f"mount type {m.type!r} does not take required")
+    for key in ("mode", "uid", "gid"):
+        if getattr(m, key) is not None and m.type not in ("cache", "secret", "ssh"):
+            raise ValueError(f"mount type {m.type!r} does not take {key}=")
     if m.type in ("bind", "cache", "tmpfs") and not m.target:
         raise ValueError(f"mount type {m.type!r} needs a target= in {spec!r}")
     if m.type == "secret":
-        if not m.id and not m.target and not m.env:
+        # BuildKit: source= is the secret's id too; the id defaults to the target's name
+        if m.source and m.id:
+            raise ValueError(f"secret mount takes source= or id=, not both, in {spec!r}")
+        m.id = m.id or m.source
+        m.source = None
+        if not m.id and not m.target:
             raise ValueError(f"secret mount needs an id= or a target= in {spec!r}")
         if not m.id and m.target:
             m.id = os.path.basename(m.target.rstrip("/"))
         if not m.target and not m.env:
-            m.target = f"/run/secrets/{m.id}"
+            m.target = f"/run/secrets/{os.path.basename(m.id)}"
     if m.type == "ssh" and not m.id:
         m.id = "default"
     if ro is None:

@@ -2,9 +2,11 @@
 
 - Everything that can be checked is checked before anything runs: the Dockerfile and stage
   graph (plan.py), every step's variable expansion, context sources and .dockerignore, base
-  and --from images present in the store, and features not supported yet (ADD of a URL or
-  git repository, RUN --mount, heredocs, COPY --parents/--exclude, symbolic --chmod). Those
-  errors name `Dockerfile:LINE`.
+  and --from images present in the store, and features not supported yet (ADD of a git
+  repository, RUN --mount=type=ssh, COPY --parents), RUN --mount options and
+  required secrets (run_mounts.py). Those errors name
+  `Dockerfile:LINE`. An ADD of an http(s) URL downloads when its step's key is computed
+  (copy_step.py), unless --checksum gives the key.
 - A stage's rootfs is an overlay of its layers' snapshots (snapshots.py) with a fresh upper
   directory. RUN executes in a pyrunc container on that overlay (run_step.py); COPY/ADD write
   into the mounted overlay (copy_step.py); WORKDIR creates its directory. The upper directory
@@ -21,6 +23,9 @@
 - --output type=oci|docker,dest=FILE[,name=REF] (output.py) writes the built image as an
   archive; the image needs no tag in the store for that (the build holds its lease until the
   archive is written). The archive names the image `name=`, else the first -t, else nothing.
+- --platform and FROM --platform take only the host's platform (builds run natively);
+  --format docker names the same blobs with Docker's media types (at commit, so no cache
+  input); --compression zstd writes +zstd layers, cached apart from gzip ones.
 """
 
 from __future__ import annotations
@@ -41,14 +46,15 @@ from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
 from imagetool.store import Store
 
-from . import cachekey
+from . import cachekey, run_mounts
 from . import dockerfile as df
 from .copy_step import CopySteps
 from .dockerignore import DockerIgnore
 from .errors import BuildError, fail
 from .expand import ExpandError
 from .output import OUTPUT_TYPES, Output, parse_output, write_output
-from .plan import SCRATCH, BuildPlan, Step, plan
+from .plan import SCRATCH, BuildPlan, Platform, Step, not_buildable, plan
+from .run_mounts import Secret
 from .run_step import RunSteps
 from .state import StageState
 
@@ -66,6 +72,10 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     output: Output | None = None
+    platform: str | None = None            # os/arch[/variant]; only the host's (no emulation)
+    format: str = "oci"                    # media types: "oci" or "docker" (buildah's --format)
+    compression: str = "gzip"              # new layers: "gzip" or "zstd" (OCI types only)
+    secrets: dict[str, Secret] = field(default_factory=dict)   # RUN --mount=type=secret
 
 
 @dataclass
@@ -75,6 +85,26 @@ class Result:
     steps: int = 0
     cached: int = 0
     containers: int = 0
+
+
+FORMATS = ("oci", "docker")
+COMPRESSIONS = ("gzip", "zstd")
+
+
+def check_options(opts: BuildOptions) -> None:
+    """--platform/--format/--compression, checked before anything runs (the CLI calls this
+    too, so a bad value is a usage error, not a failed build)."""
+    if opts.platform:
+        why = not_buildable(opts.platform)
+        if why:
+            raise BuildError(f"--platform {opts.platform}: {why}")
+    if opts.format not in FORMATS:
+        raise BuildError(f"--format {opts.format}: want oci or docker")
+    if opts.compression not in COMPRESSIONS:
+        raise BuildError(f"--compression {opts.compression}: want gzip or zstd")
+    if opts.format == "docker" and opts.compression != "gzip":
+        raise BuildError(f"--compression {opts.compression} needs --format oci: Docker's "
+                         "media types have no zstd layer")
 
 
 def _with_path(env: list[str]) -> list[str]:
@@ -116,6 +146,7 @@ class Builder(RunSteps, CopySteps):
 
     # -- preparation (no side effects) ----------------------------------------------------------
     def prepare(self) -> tuple[BuildPlan, dict[int, list[Step]], dict[str, dict[str, Any]]]:
+        check_options(self.opts)
         if not os.path.isdir(self.context):
             raise BuildError(f"build context {self.context} is not a directory")
         try:
@@ -123,7 +154,14 @@ class Builder(RunSteps, CopySteps):
                                   filename=os.path.basename(self.dockerfile_path))
         except FileNotFoundError:
             raise BuildError(f"{self.dockerfile_path}: no such Dockerfile") from None
-        p = plan(dfile, target=self.opts.target, build_args=self.opts.build_args)
+        host = Platform.host()
+        p = plan(dfile, target=self.opts.target, build_args=self.opts.build_args,
+                 build_platform=host, target_platform=self.opts.platform or host)
+        for sp in p.needed():   # $BUILDPLATFORM / $TARGETPLATFORM are expanded by now
+            why = sp.platform and not_buildable(sp.platform, host)
+            if why:
+                raise BuildError(f"{p.filename}:{sp.line}: FROM --platform={sp.platform}: "
+                                 f"{why}")
         for w in dfile.warnings + p.warnings:
             self.out(f"warning: {w}")
         self.ignore = DockerIgnore.load(self.context, self.dockerfile_path)
@@ -133,6 +171,8 @@ class Builder(RunSteps, CopySteps):
             for src in [st.base, *st.sources]:
                 if src.kind == "image" and src.ref not in images:
                     images[src.ref] = self._image(p, src.ref, src.line)
+        if self.opts.format == "docker":
+            self._check_docker_layers(p, images)
         steps: dict[int, list[Step]] = {}
         final_env: dict[int, dict[str, str]] = {}
         for st in p.needed():
@@ -164,6 +204,20 @@ class Builder(RunSteps, CopySteps):
             raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store "
                              f"(pull or import it first): {e}") from None
 
+    def _check_docker_layers(self, p: BuildPlan, images: dict[str, dict[str, Any]]) -> None:
+        """--format docker: the layers the image inherits from its base must have Docker
+        names (a zstd base can't be one), said before anything runs."""
+        st = p.stages[p.target]
+        while st.base.kind == "stage":
+            st = p.stages[st.base.stage or 0]
+        if st.base.kind != "image":
+            return
+        for desc, _ in images[st.base.ref]["chain"]:
+            try:
+                layer_descriptor(desc, "docker")
+            except BuildError as e:
+                raise BuildError(f"{p.filename}:{st.line}: FROM {st.base.ref}: {e}") from None
+
     def _triggers(self, p: BuildPlan, triggers: list[str], line: int) -> list[df.Instruction]:
         if not triggers:
             return []
@@ -177,25 +231,24 @@ class Builder(RunSteps, CopySteps):
         def no(what: str) -> BuildError:
             return fail(p, ins, f"{ins.NAME}: {what} is not supported yet")
         if isinstance(ins, df.Run):
-            if ins.mounts:
-                raise no("--mount")
-            if ins.heredocs:
-                raise no("a heredoc")
             if ins.security == "insecure":
                 raise no("--security=insecure")
+            problem = run_mounts.check(ins, context=self.context, ignore=self.ignore,
+                                       secrets=self.opts.secrets)
+            if problem:
+                raise fail(p, ins, f"RUN {problem}")
         if isinstance(ins, (df.Copy, df.Add)):
-            if ins.heredocs:
-                raise no("a heredoc")
-            if ins.exclude:
-                raise no("--exclude")
+            try:
+                DockerIgnore(ins.exclude)
+            except ValueError as e:
+                raise fail(p, ins, f"{ins.NAME} --exclude: {e}") from None
             if isinstance(ins, df.Copy) and ins.parents:
                 raise no("--parents")
-            if ins.chmod and not ins.chmod.isdigit():
-                raise no(f"symbolic --chmod={ins.chmod}")
         if isinstance(ins, df.Add):
             for s in ins.sources:
-                if df.is_url(s) or df.is_git_url(s):
-                    raise no(f"a URL or git source ({s})")
+                if df.is_git_url(s):
+                    raise no(f"a git source ({s}; imagetool build fetches no git "
+                             "repositories)")
 
     # -- the build -------------------------------------------------------------------------------
     def build(self) -> Result:
@@ -271,14 +324,18 @@ class Builder(RunSteps, CopySteps):
                 elif src.kind == "image":
                     from_keys.append(images[src.ref]["manifest_desc"]["digest"])
             sources = None
+            extra: dict[str, Any] = {"epoch": self.epoch}
             if isinstance(ins, (df.Copy, df.Add)):
                 sources = cachekey.sources_digest(ins, self.context, ignore=self.ignore,
                                                   filename=p.filename)
+                extra.update(self._copy_key_extra(p, step))
+            elif isinstance(ins, df.Run):   # context files it bind-mounts, by content
+                sources = run_mounts.context_digest(ins, self.context, self.ignore, p.filename)
             key = cachekey.step_key(state.key, ins,
                                     args=step.args if isinstance(ins, df.Run) else None,
                                     sources=sources, from_keys=from_keys,
                                     platform=str(p.target_platform),
-                                    extra={"epoch": self.epoch})
+                                    extra=extra)
             state.key = key
             if isinstance(ins, FS_STEPS):
                 self._fs_step(p, state, step, key, images, states)
@@ -373,7 +430,14 @@ class Builder(RunSteps, CopySteps):
 
     # -- filesystem steps -----------------------------------------------------------------------
     def _cache_path(self, key: str) -> str:
-        return os.path.join(self.cache_dir, key.split(":", 1)[1] + ".json")
+        """The record of `key` for this build's layer compression: a zstd build stores other
+        layer blobs than a gzip one for the same step, so it keeps its own records (gzip's
+        keep their old names, so existing caches stay valid). --format needs no key: it only
+        changes the manifest's media types, made at commit."""
+        name = key.split(":", 1)[1]
+        if self.opts.compression != "gzip":
+            name += "-" + self.opts.compression
+        return os.path.join(self.cache_dir, name + ".json")
 
     def _cache_get(self, key: str) -> dict[str, Any] | None:
         if self.opts.no_cache:
@@ -408,7 +472,7 @@ class Builder(RunSteps, CopySteps):
         elif isinstance(ins, df.Run):
             text = "RUN " + " ".join(self._run_argv(ins, state))
         else:
-            srcs = " ".join(ins.sources)
+            srcs = " ".join([*ins.sources, *(f"<<{h.name}" for h in ins.heredocs)])
             text = f"{ins.NAME} {srcs} {ins.dest}"
             if isinstance(ins, df.Copy) and ins.from_stage:
                 text = f"{ins.NAME} --from={ins.from_stage} {srcs} {ins.dest}"
@@ -467,7 +531,7 @@ class Builder(RunSteps, CopySteps):
                 if isinstance(ins, df.Workdir):
                     self._mkdir(merged, conf["WorkingDir"])
                 elif isinstance(ins, df.Run):
-                    self._run(p, state, step, merged)
+                    self._run(p, state, step, merged, images, states)
                 else:
                     self._copy(p, state, step, merged, images, states)
             except (layers.LayerError, convert.ConvertError, OSError) as e:
@@ -475,7 +539,8 @@ class Builder(RunSteps, CopySteps):
             if not os.listdir(upper):
                 return {"layer": None, "created": _rfc3339(self.epoch)}
             from .diff import write_layer
-            desc, diff_id, _ = write_layer(self.store, upper, epoch=self.epoch)
+            desc, diff_id, _ = write_layer(self.store, upper, epoch=self.epoch,
+                                           compression=self.opts.compression)
         return {"layer": desc, "diff_id": diff_id, "created": _rfc3339(self.epoch)}
 
     @staticmethod
@@ -494,11 +559,14 @@ class Builder(RunSteps, CopySteps):
         config["config"] = {k: v for k, v in conf.items() if v is not None}
         config.pop("container_config", None)
         config.pop("container", None)
-        cdesc = self.store.put_json(config, mt.OCI_CONFIG)
-        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": cdesc,
-                    "layers": [dict(desc, mediaType=desc.get("mediaType", mt.OCI_LAYER_GZIP))
+        docker = self.opts.format == "docker"
+        manifest_type, config_type = ((mt.DOCKER_MANIFEST, mt.DOCKER_CONFIG) if docker
+                                      else (mt.OCI_MANIFEST, mt.OCI_CONFIG))
+        cdesc = self.store.put_json(config, config_type)
+        manifest = {"schemaVersion": 2, "mediaType": manifest_type, "config": cdesc,
+                    "layers": [layer_descriptor(desc, self.opts.format)
                                for desc, _ in state.chain]}
-        mdesc = self.store.put_json(manifest, mt.OCI_MANIFEST)
+        mdesc = self.store.put_json(manifest, manifest_type)
         plat = {"architecture": config.get("architecture"), "os": config.get("os")}
         if config.get("variant"):
             plat["variant"] = config["variant"]
@@ -506,6 +574,30 @@ class Builder(RunSteps, CopySteps):
         if tags:
             self.store.set_images([(t, mdesc) for t in tags])
         return mdesc, cdesc["digest"]
+
+
+# The same blob under the other family's name: (OCI type, Docker type).
+_LAYER_TWINS = ((mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_GZIP),
+                (mt.OCI_LAYER_ND_GZIP, mt.DOCKER_LAYER_FOREIGN))
+
+
+def layer_descriptor(desc: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A layer's descriptor in a manifest of `fmt` ("oci"/"docker"): the blob is the same
+    bytes, only its media type is named as that family names it, so a base image pulled in
+    Docker's types gives no mixed manifest. Docker's types have no zstd or uncompressed
+    layer: BuildError (check_layers says so before the build runs)."""
+    kind = desc.get("mediaType", mt.OCI_LAYER_GZIP)
+    if fmt == "docker":
+        to = dict(_LAYER_TWINS).get(kind, kind)
+        if not to.startswith("application/vnd.docker."):
+            raise BuildError(f"--format docker: layer {desc.get('digest')} is {kind}, which "
+                             "Docker's media types cannot name (use --format oci)")
+        # Docker's schema 2 descriptors carry mediaType, size, digest and urls only
+        out = {k: v for k, v in desc.items() if k in ("size", "digest", "urls")}
+        return {"mediaType": to, **out}
+    to = {d: o for o, d in _LAYER_TWINS}.get(kind, kind)
+    return dict(desc, mediaType=to)
+
 
 def build(store: Store, opts: BuildOptions, out: Callable[[str], None] | None = None) -> Result:
     started = time.monotonic()

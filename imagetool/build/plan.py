@@ -85,6 +85,19 @@ class Platform:
         return f"{self.os}/{self.arch}" + (f"/{self.variant}" if self.variant else "")
 
 
+def not_buildable(text: str, host: Platform | None = None) -> str | None:
+    """Why `text` can't be built here (None if it can): builds run natively, there is no
+    emulation (binfmt/qemu), so only the host's platform is accepted."""
+    host = host or Platform.host()
+    try:
+        wanted = Platform.parse(text)
+    except ValueError as e:
+        return str(e)
+    if wanted != host:
+        return f"only the host's platform {host} can be built here (no emulation)"
+    return None
+
+
 def platform_args(build: Platform, target: Platform) -> dict[str, str]:
     return {
         "BUILDPLATFORM": str(build), "BUILDOS": build.os, "BUILDARCH": build.arch,

@@ -1,8 +1,12 @@
 """RUN steps: the step's command in a pyrunc container on the stage's mounted overlay.
 
 The runtime is used as a library (the init is the builder's child): the stage's env (image
-ENV + ARGs in scope), user, workdir and shell; host network unless `--network=none`. Mount
-points the runtime had to create are removed again so they don't end up in the layer.
+ENV + ARGs in scope), user, workdir and shell; host network unless `--network=none` (then an
+empty network namespace: loopback only). `--mount`s are made ready by run_mounts.py; a
+`RUN <<EOF` script that starts with `#!` is bound read-only at /dev/pipes/EOF (a tmpfs: never
+in the layer), as BuildKit does. Mount points the runtime had to create, and the parent
+directories overlayfs copied up only to hold them, are removed again so they don't end up in
+the layer.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import json
 import os
 import stat
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from imagetool import convert, layers
+from imagetool import convert, layers, snapshots
+from imagetool.store import Store
 
 from . import dockerfile as df
+from . import run_mounts
+from .dockerignore import DockerIgnore
 from .errors import BuildError, fail
-from .plan import BuildPlan, Step
+from .plan import BuildPlan, Source, Step
 from .state import StageState
 
 
@@ -28,38 +37,100 @@ class RunSteps:
 
     runtime_root: str
     containers: int
+    store: Store
+    context: str
+    ignore: DockerIgnore
+    opts: Any
+    tmp: str | None
 
     out: Callable[[str], None]
 
     # -- RUN ------------------------------------------------------------------------------------
-    def _run(self, p: BuildPlan, state: StageState, step: Step, merged: str) -> None:
-        from runtime.container import Container
-        from runtime.create import CreateOptions, create
-
+    def _run(self, p: BuildPlan, state: StageState, step: Step, merged: str,
+             images: dict[str, dict[str, Any]] | None = None,
+             states: dict[int, StageState] | None = None) -> None:
         ins = step.expanded
         assert isinstance(ins, df.Run)
         conf = state.config.get("config") or {}
-        argv = self._run_argv(ins, state)
+        argv, files = ins.argv(state.shell)
         user = convert.resolve_user(conf.get("User") or "",
                                     layers.read_file_in(merged, "/etc/passwd"),
                                     layers.read_file_in(merged, "/etc/group"))
-        env = [f"{k}={v}" for k, v in step.env.items()]
+        env = dict(step.env)
         wd = conf.get("WorkingDir") or "/"
         self._mkdir(merged, wd)
-        spec = convert.spec_from_image({"config": {"Env": env}}, user=user, entrypoint=[],
-                                       cmd=argv, workdir=wd, hostname="buildkitsandbox")
+        with contextlib.ExitStack() as stack:
+            try:
+                extra = run_mounts.prepare(stack, ins, self._mount_context(
+                    stack, step, wd, images or {}, states or {}))
+            except (run_mounts.MountError, OSError, snapshots.SnapshotError) as e:
+                raise fail(p, step.instruction, f"RUN --mount: {e}") from None
+            env.update(extra.env)
+            spec = convert.spec_from_image(
+                {"config": {"Env": [f"{k}={v}" for k, v in env.items()]}}, user=user,
+                entrypoint=[], cmd=argv, workdir=wd, hostname="buildkitsandbox")
+            self._network(ins, spec, merged)
+            if files:
+                spec["mounts"].append({"destination": "/dev/pipes", "type": "bind",
+                                       "source": _pipes(self._tmp(), files),
+                                       "options": ["rbind", "ro", "nosuid", "nodev"]})
+            spec["mounts"].extend(extra.mounts)
+            dests = [m["destination"] for m in spec["mounts"]]
+            stubs = _missing_mountpoints(merged, dests)
+            upper = run_mounts.upper_of(merged)
+            before = run_mounts.upper_entries(upper)
+            parents = run_mounts.parent_dirs(merged, stubs)
+            code = self._container(p, step, merged, spec)
+            _remove_stubs(merged, stubs, dests)
+            if upper is not None:
+                run_mounts.prune_copied_up(upper, parents, before)
+        if code != 0:
+            raise fail(p, step.instruction, f"RUN: process {json.dumps(argv)} did not "
+                        f"complete successfully: exit code: {code if code >= 0 else 128 - code}")
+
+    def _tmp(self) -> str:
+        tmp = getattr(self, "tmp", None)
+        assert tmp is not None
+        return tempfile.mkdtemp(prefix="r-", dir=tmp)
+
+    def _mount_context(self, stack: contextlib.ExitStack, step: Step, wd: str,
+                       images: dict[str, dict[str, Any]], states: dict[int, StageState]
+                       ) -> run_mounts.Context:
+        def from_root(src: Source) -> str:
+            if src.kind == "stage":
+                chain = states[src.stage or 0].chain
+            elif src.kind == "image":
+                chain = images[src.ref]["chain"]
+            else:
+                chain = []
+            merged, _ = stack.enter_context(self._mounted(chain))
+            return merged
+        return run_mounts.Context(
+            workdir=wd, tmp=self._tmp(), store_root=self.store.root, context=self.context,
+            ignore=self.ignore, secrets=dict(self.opts.secrets), sources=list(step.sources),
+            from_root=from_root)
+
+    @staticmethod
+    def _network(ins: df.Run, spec: dict[str, Any], merged: str) -> None:
+        """default/host: the host's network (no network namespace), with its resolv.conf and
+        hosts; none: the spec's own empty network namespace."""
+        if ins.network == "none":
+            return
         linux = spec["linux"]
-        if ins.network != "none":   # host network: share ours (no network namespace)
-            linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-            linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
-                               if not k.startswith("net.")}
-            for f in ("/etc/resolv.conf", "/etc/hosts"):
-                target = os.path.join(merged, f.lstrip("/"))
-                if os.path.isfile(f) and os.path.isfile(target) and \
-                        not os.path.islink(target):
-                    spec["mounts"].append({"destination": f, "type": "bind", "source": f,
-                                           "options": ["rbind", "ro"]})
-        stubs = _missing_mountpoints(merged, [m["destination"] for m in spec["mounts"]])
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+        linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
+                           if not k.startswith("net.")}
+        for f in ("/etc/resolv.conf", "/etc/hosts"):
+            target = os.path.join(merged, f.lstrip("/"))
+            if os.path.isfile(f) and os.path.isfile(target) and not os.path.islink(target):
+                spec["mounts"].append({"destination": f, "type": "bind", "source": f,
+                                       "options": ["rbind", "ro"]})
+
+    def _container(self, p: BuildPlan, step: Step, merged: str, spec: dict[str, Any]) -> int:
+        """Run the spec's process to its end in a container on `merged`: its exit code."""
+        from runtime.container import Container
+        from runtime.create import CreateOptions, create
+
         bundle = os.path.dirname(merged)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(spec, f)
@@ -81,7 +152,7 @@ class RunSteps:
             pid = state_["pid"]
             Container(self.runtime_root, cid).start(lambda m: None)
             _, status = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(status)
+            return os.waitstatus_to_exitcode(status)
         except Exception as e:
             if isinstance(e, BuildError):
                 raise
@@ -92,10 +163,19 @@ class RunSteps:
             if created:
                 with contextlib.suppress(Exception):
                     Container(self.runtime_root, cid).delete(True, lambda m: None)
-        _remove_stubs(merged, stubs)
-        if code != 0:
-            raise fail(p, step.instruction, f"RUN: process {json.dumps(argv)} did not "
-                        f"complete successfully: exit code: {code if code >= 0 else 128 - code}")
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(bundle, "config.json"))   # it may hold secrets
+
+
+def _pipes(d: str, files: dict[str, str]) -> str:
+    """The heredoc scripts a RUN executes, as files (mode 0755) in `d`."""
+    for name, body in files.items():
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, 0o755)
+    os.chmod(d, 0o755)
+    return d
 
 
 def _missing_mountpoints(root: str, destinations: list[str]) -> list[str]:
@@ -115,15 +195,22 @@ def _missing_mountpoints(root: str, destinations: list[str]) -> list[str]:
     return out
 
 
-def _remove_stubs(root: str, stubs: list[str]) -> None:
-    """Remove mount-point stubs the RUN left empty (only new names: no whiteouts needed)."""
+def _remove_stubs(root: str, stubs: list[str], destinations: list[str]) -> None:
+    """Remove mount-point stubs the RUN left empty (only new names: no whiteouts needed):
+    the directories, and the empty files made for file mounts inside them."""
+    files = {os.path.join(root, d.lstrip("/")) for d in destinations}
     for stub in stubs:
         try:
             st = os.lstat(stub)
         except FileNotFoundError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            for dirpath, _, _ in sorted(os.walk(stub), key=lambda w: -len(w[0])):
+            for dirpath, _, names in sorted(os.walk(stub), key=lambda w: -len(w[0])):
+                for n in names:
+                    path = os.path.join(dirpath, n)
+                    if path in files and os.path.isfile(path) and \
+                            not os.path.islink(path) and os.path.getsize(path) == 0:
+                        os.unlink(path)
                 with contextlib.suppress(OSError):
                     os.rmdir(dirpath)
         elif stat.S_ISREG(st.st_mode) and st.st_size == 0:

@@ -93,3 +93,29 @@ def test_build_errors_name_the_line(env):
     assert p.returncode == 1 and "no such Dockerfile" in p.stderr.decode()
     p = imagetool(env["root"], "build", ctx, check=False)
     assert p.returncode == 2 and "-t" in p.stderr.decode()
+
+
+def test_platform_format_compression_options(env):
+    from imagetool.build.plan import Platform
+    host = Platform.host()
+    other = "linux/arm64" if host.arch != "arm64" else "linux/amd64"
+    ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nRUN echo $TARGETARCH > /arch\n")
+    p = imagetool(env["root"], "build", "-t", "plat:1", "--platform", other, ctx, check=False)
+    assert p.returncode == 2 and p.stdout == b""
+    assert p.stderr.decode() == (f"imagetool: build: --platform {other}: only the host's "
+                                 f"platform {host} can be built here (no emulation)\n")
+    p = imagetool(env["root"], "build", "-q", "-t", "plat:1", "--platform", str(host),
+                  "--format", "docker", "--compression", "gzip", ctx)
+    digest = p.stdout.decode().strip()
+    inspected = json.loads(imagetool(env["root"], "inspect", "plat:1").stdout)
+    assert inspected[0]["Digest"] == digest
+    assert inspected[0]["Manifest"]["mediaType"] == "application/vnd.docker.distribution." \
+        "manifest.v2+json"
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM busybox\nRUN true\nFROM --platform={other} busybox\nRUN true\n")
+    p = imagetool(env["root"], "build", "-t", "plat:2", ctx, check=False)
+    assert p.returncode == 1 and b"running in" not in p.stdout
+    assert p.stderr.decode().startswith(f"imagetool: build: Dockerfile:3: FROM --platform="
+                                        f"{other}: only the host's platform {host}")
