@@ -223,12 +223,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from imagetool import snapshots, views
     from imagetool.run.containers import Records
     store = _store(args)
+    total = 0
+    if args.build_cache:  # first: the layers only the step cache kept go in the GC below
+        from imagetool.build.cache_prune import prune_build_cache
+        for what, size in prune_build_cache(store):
+            total += size
+            if not args.quiet:
+                print(f"Deleted build cache: {what}")
     report = store.gc_report(wait=False)
     if not report and store.busy():
         print("imagetool: prune: waiting for other writers (pull, import, load) to finish",
               file=sys.stderr)
         report = store.gc_report(wait=True)
-    total = 0
     for digest, size in report:
         total += size
         if not args.quiet:
@@ -408,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
     sp.add_argument("-q", "--quiet", action="store_true", help="only the total")
+    sp.add_argument("--build-cache", action="store_true",
+                    help="also the builder's step cache and RUN cache mounts")
 
     from imagetool.run.cli import register as register_container_verbs
     register_container_verbs(verb, sub)  # run ps logs stop kill rm exec, inspect <container>

@@ -119,3 +119,30 @@ def test_platform_format_compression_options(env):
     assert p.returncode == 1 and b"running in" not in p.stdout
     assert p.stderr.decode().startswith(f"imagetool: build: Dockerfile:3: FROM --platform="
                                         f"{other}: only the host's platform {host}")
+
+
+def test_prune_build_cache_drops_steps_and_cache_mounts(env):
+    root = env["root"]
+    ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\n"
+                "RUN --mount=type=cache,target=/c,id=pc sh -c 'echo $$ >> /c/runs; "
+                "wc -l < /c/runs > /runs'\n")
+    try:
+        imagetool(root, "build", "-q", "-t", "pc:1", ctx)
+        mounts = os.path.join(root, "build-cache-mounts")
+        assert os.listdir(mounts) and os.listdir(os.path.join(root, "build-cache"))
+        # a plain prune keeps the build cache: a rebuild is a hit
+        imagetool(root, "prune", "-q")
+        assert "Using cache" in imagetool(root, "build", "-t", "pc:1", ctx).stdout.decode()
+        out = imagetool(root, "prune", "--build-cache").stdout.decode()
+        assert "Deleted build cache: cache mount pc" in out, out
+        assert os.listdir(mounts) == [] and os.listdir(os.path.join(root, "build-cache")) == []
+        # everything runs again, on an empty cache mount
+        out = imagetool(root, "build", "-t", "pc:1", ctx).stdout.decode()
+        assert "Using cache" not in out, out
+        runs = imagetool(root, "run", "--rm", "--network", "none", "pc:1", "cat", "/runs")
+        assert runs.stdout.strip() == b"1"
+    finally:
+        imagetool(root, "rmi", "pc:1", check=False)
+        shutil.rmtree(ctx, ignore_errors=True)
