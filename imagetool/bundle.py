@@ -178,6 +178,8 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
     try:
         with store.lease():
             parts = image_parts(store, name)
+            # no command is known from the config alone: say so before unpacking anything
+            convert.command(parts["config"].get("config") or {}, entrypoint, cmd)
             if not existed:
                 os.mkdir(bundle, 0o700)
             os.mkdir(rootfs, 0o755)

@@ -282,3 +282,17 @@ def test_config_problems_fail_cleanly(tmp_path, store, made, mode, case):
     assert ("unable to find user ghost" in err) if case == "unknown-user" else \
         ("leads outside the rootfs" in err), err
     assert not os.path.exists(path)
+
+
+def test_no_command_is_refused_before_any_layer_is_unpacked(tmp_path, store, monkeypatch):
+    put_image(store, [(busybox_tar(str(tmp_path)), "gzip")], "docker.io/library/nocmd:1",
+              config={"Env": ["A=b"]})
+    applied: list[str] = []
+    real = bundles.layers.Applier.apply
+    monkeypatch.setattr(bundles.layers.Applier, "apply",
+                        lambda self, *a, **kw: applied.append("x") or real(self, *a, **kw))
+    with pytest.raises(bundles.BundleError, match="no command"):
+        bundles.unpack(store, "nocmd:1", str(tmp_path / "b"), mode="copy")
+    assert applied == [] and not os.path.exists(tmp_path / "b")
+    meta = bundles.unpack(store, "nocmd:1", str(tmp_path / "b"), mode="copy", cmd=["true"])
+    assert applied == ["x"] and meta["mode"] == "copy"
