@@ -181,7 +181,8 @@ DFZ = DF.replace("/app", "/zapp")   # steps no other test caches
 # -- --compression zstd ------------------------------------------------------------------------
 def test_zstd_layers_build_on_unpack_and_cache_apart(env):
     store = Store(env["root"])
-    z = _build(env, DFZ, "zs:1", {"f.txt": "z\n"}, compression="zstd")
+    z = _build(env, DFZ, "zs:1", {"f.txt": "z\n"}, compression="zstd",
+               build_args=EPOCH)
     layers = [d for d, _ in _parts(env, "zs:1")["chain"]]
     assert layers[0]["mediaType"] == mt.OCI_LAYER_GZIP          # the base's, as it is
     assert {d["mediaType"] for d in layers[1:]} == {mt.OCI_LAYER_ZSTD}
@@ -189,13 +190,15 @@ def test_zstd_layers_build_on_unpack_and_cache_apart(env):
         assert store.read_blob(d["digest"])[:4] == b"\x28\xb5\x2f\xfd"
     assert _read(env, store, "docker.io/library/zs:1", "/zapp/f.txt") == "z\nbuilt\n"
     # a gzip build of the same steps does not take the zstd layers from the cache ...
-    g = _build(env, DFZ, "zs:gz", {"f.txt": "z\n"})
+    g = _build(env, DFZ, "zs:gz", {"f.txt": "z\n"}, build_args=EPOCH)
     assert g.containers == 1 and g.cached == 0
     assert {d["mediaType"] for d, _ in _parts(env, "zs:gz")["chain"]} == {mt.OCI_LAYER_GZIP}
-    # ... and the diff_ids (the uncompressed tars) are the same
+    # ... and the diff_ids (the uncompressed tars) are the same (SOURCE_DATE_EPOCH: the
+    # RUN's mtimes would otherwise differ when the builds fall in different seconds)
     assert _parts(env, "zs:gz")["config"]["rootfs"] == _parts(env, "zs:1")["config"]["rootfs"]
     # a zstd rebuild is all cache
-    again = _build(env, DFZ, "zs:2", {"f.txt": "z\n"}, compression="zstd")
+    again = _build(env, DFZ, "zs:2", {"f.txt": "z\n"}, compression="zstd",
+                   build_args=EPOCH)
     assert again.containers == 0 and again.cached == 3
     assert again.result.manifest["digest"] == z.result.manifest["digest"]
     # a build on the zstd image runs over its (decompressed) snapshots
