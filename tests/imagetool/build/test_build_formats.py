@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 
@@ -21,7 +20,8 @@ from imagetool.build.plan import Platform
 from imagetool.pull import pull
 from imagetool.push import push
 from imagetool.store import Store
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.build.buildhelp import busybox_store, write_context
+from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 HOST = Platform.host()
@@ -31,25 +31,12 @@ EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 @pytest.fixture(scope="module")
 def env():
-    d = tempfile.mkdtemp(prefix="itbfmt-")
-    root = os.path.join(d, "store")
-    try:
-        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        yield {"dir": d, "root": root}
-    finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with busybox_store("itbfmt-") as e:
+        yield e
 
 
 def _ctx(env, dockerfile: str, files: dict[str, str] | None = None) -> str:
-    ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
-    for name, data in {"Dockerfile": dockerfile, **(files or {})}.items():
-        with open(os.path.join(ctx, name), "w") as f:
-            f.write(data)
-    return ctx
+    return write_context(env["dir"], dockerfile, files)  # type: ignore[arg-type]
 
 
 def _build(env, dockerfile: str, tag: str, files: dict[str, str] | None = None,

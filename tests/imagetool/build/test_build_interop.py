@@ -27,12 +27,12 @@ import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
 
 import pytest
 
 from imagetool.store import Store
-from tests.imagetool.storehelp import DOCKER, DOCKERD, Dockerd, imagetool, rootfs_tar
+from tests.imagetool.build.buildhelp import busybox_store
+from tests.imagetool.storehelp import DOCKER, DOCKERD, Dockerd, imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 APP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples",
@@ -44,17 +44,8 @@ DOCKER_OWN = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc
 
 @pytest.fixture(scope="module")
 def env():
-    d = tempfile.mkdtemp(prefix="itbinterop-")
-    root = os.path.join(d, "store")
-    try:
-        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        yield {"dir": d, "root": root}
-    finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with busybox_store("itbinterop-") as e:
+        yield e
 
 
 @pytest.fixture(scope="module")

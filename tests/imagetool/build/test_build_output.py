@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 
 import pytest
 
 from imagetool.store import REF_NAME, Store
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.build.buildhelp import busybox_store
+from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "app")
@@ -28,17 +28,8 @@ UMOCI = shutil.which("umoci")
 
 @pytest.fixture(scope="module")
 def env():
-    d = tempfile.mkdtemp(prefix="itbout-")
-    root = os.path.join(d, "store")
-    try:
-        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        yield {"dir": d, "root": root}
-    finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with busybox_store("itbout-") as e:
+        yield e
 
 
 def _names(root: str) -> list[str]:

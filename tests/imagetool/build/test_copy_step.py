@@ -12,11 +12,8 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
-import subprocess
 import tarfile
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +22,9 @@ import pytest
 
 from imagetool import bundle
 from imagetool.build import chmod, fetch
-from imagetool.build.executor import Builder, BuildError, BuildOptions
+from imagetool.build.executor import BuildError
 from imagetool.store import Store
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.build.buildhelp import builds, busybox_store
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 LAST_MODIFIED = 1_600_000_000   # 2020-09-13T12:26:40Z
@@ -37,46 +34,14 @@ LAST_MODIFIED = 1_600_000_000   # 2020-09-13T12:26:40Z
 
 @pytest.fixture(scope="module")
 def env():
-    d = tempfile.mkdtemp(prefix="itcopy-")
-    root = os.path.join(d, "store")
-    try:
-        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        yield {"dir": d, "root": root}
-    finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with busybox_store("itcopy-") as e:
+        yield e
 
 
 @pytest.fixture
 def build(env):
-    made: list[str] = []
-
-    def run(dockerfile: str, files: dict[str, str | bytes] | None = None, *,
-            tag: str = "copy:latest", **kw) -> tuple[Builder, Store]:
-        ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
-        made.append(ctx)
-        for name, data in {"Dockerfile": dockerfile, **(files or {})}.items():
-            path = os.path.join(ctx, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data.encode() if isinstance(data, str) else data)
-        store = Store(env["root"])
-        b = Builder(store, BuildOptions(context=ctx, tags=[tag], **kw), out=lambda s: None)
-        b.result = b.build()  # type: ignore[attr-defined]
-        return b, store
-
-    yield run
-    root = env["root"]
-    with open("/proc/self/mounts") as f:
-        assert not [line for line in f if root in line], "a build left a mount behind"
-    for d in ("build-tmp", "build-runtime"):
-        p = os.path.join(root, d)
-        assert not os.path.isdir(p) or os.listdir(p) == [], f"{d} not cleaned up"
-    for ctx in made:
-        shutil.rmtree(ctx, ignore_errors=True)
+    with builds(env, tag="copy:latest") as run:
+        yield run
 
 
 class _Server:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 
@@ -22,54 +21,22 @@ from imagetool.build import run_mounts
 from imagetool.build.executor import Builder, BuildError, BuildOptions
 from imagetool.build.executor import build as run_build
 from imagetool.store import Store
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.build.buildhelp import builds, busybox_store
+from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 @pytest.fixture(scope="module")
 def env():
-    d = tempfile.mkdtemp(prefix="itrun-")
-    root = os.path.join(d, "store")
-    try:
-        imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        yield {"dir": d, "root": root}
-    finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with busybox_store("itrun-") as e:
+        yield e
 
 
 @pytest.fixture
 def build(env):
-    made: list[str] = []
-
-    def run(dockerfile: str, files: dict[str, str | bytes] | None = None, *,
-            tag: str = "test:latest", ctx: str | None = None, **kw) -> tuple[Builder, Store]:
-        if ctx is None:
-            ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
-            made.append(ctx)
-        for name, data in {"Dockerfile": dockerfile, **(files or {})}.items():
-            path = os.path.join(ctx, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data.encode() if isinstance(data, str) else data)
-        store = Store(env["root"])
-        b = Builder(store, BuildOptions(context=ctx, tags=[tag], **kw), out=lambda s: None)
-        b.result = b.build()  # type: ignore[attr-defined]
-        return b, store
-
-    yield run
-    root = env["root"]
-    with open("/proc/self/mounts") as f:
-        assert not [line for line in f if root in line], "a build left a mount behind"
-    for d in ("build-tmp", "build-runtime"):
-        p = os.path.join(root, d)
-        assert not os.path.isdir(p) or os.listdir(p) == [], f"{d} not cleaned up"
-    for ctx in made:
-        shutil.rmtree(ctx, ignore_errors=True)
+    with builds(env, tag="test:latest") as run:
+        yield run
 
 
 def _layer(store: Store, name: str = "test:latest") -> dict[str, tuple[tarfile.TarInfo, bytes]]:
