@@ -122,3 +122,42 @@ class Dockerd:
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
         return left
+
+
+def unmount_under(directory: str) -> None:
+    """Lazily unmount whatever a failed test left mounted below `directory`, deepest first."""
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f if directory in line]
+    for m in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+
+
+def remove_containers(root: str) -> None:
+    """`imagetool rm -f` every container of the store at `root`; a monitor that would not go
+    is killed by its recorded pid."""
+    from imagetool.run.containers import Records
+    recs = Records(root)
+    for rec in recs.all():
+        imagetool(root, "rm", "-f", rec["Id"], check=False, timeout=60)
+    for rec in recs.all():
+        pid = rec["State"].get("MonitorPid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def private_network(root: str, prefix: str, second_octet: int) -> Any:
+    """Give the store at `root` its own bridge (PREFIX + random) and a random
+    10.SECOND_OCTET.x.0/24 subnet, so parallel suites never share one; the bridge is deleted
+    afterwards. Yields the bridge's name."""
+    import secrets
+    bridge = f"{prefix}{secrets.token_hex(3)}"
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "network.json"), "w") as f:
+        json.dump({"bridge": bridge,
+                   "subnet": f"10.{second_octet}.{secrets.randbelow(200) + 20}.0/24"}, f)
+    try:
+        yield bridge
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)

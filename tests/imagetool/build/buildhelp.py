@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from imagetool.build.executor import Builder, BuildOptions
 from imagetool.store import Store
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.storehelp import imagetool, rootfs_tar, unmount_under
 
 
 @contextlib.contextmanager
@@ -27,10 +26,7 @@ def busybox_store(prefix: str) -> Iterator[dict[str, str]]:
         imagetool(root, "import", rootfs_tar(d), "busybox:latest")
         yield {"dir": d, "root": root}
     finally:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -17,8 +15,13 @@ import urllib.request
 import pytest
 
 from tests.imagetool.conftest import free_port
-from tests.imagetool.run.test_run import _cleanup
-from tests.imagetool.storehelp import imagetool, rootfs_tar
+from tests.imagetool.storehelp import (
+    imagetool,
+    private_network,
+    remove_containers,
+    rootfs_tar,
+    unmount_under,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "app")
@@ -28,20 +31,15 @@ APP = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "app
 def env():
     d = tempfile.mkdtemp(prefix="itbcli-")
     root = os.path.join(d, "store")
-    bridge = f"itb{secrets.token_hex(3)}"
     try:
         imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        with open(os.path.join(root, "network.json"), "w") as f:
-            json.dump({"bridge": bridge, "subnet": f"10.88.{secrets.randbelow(200) + 20}.0/24"},
-                      f)
-        yield {"dir": d, "root": root}
+        with private_network(root, "itb", 88):
+            try:
+                yield {"dir": d, "root": root}
+            finally:
+                remove_containers(root)
     finally:
-        _cleanup(root)
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -70,7 +68,7 @@ def test_example_app_builds_runs_and_rebuilds_from_cache(env):
         page = _get(f"http://127.0.0.1:{port}/index.html")
         assert page == b"<h1>example app</h1>\n<p>hello from imagetool build</p>\n"
     finally:
-        _cleanup(root)
+        remove_containers(root)
     started = time.monotonic()
     p = imagetool(root, "build", "-t", "app:latest", APP)
     elapsed = time.monotonic() - started

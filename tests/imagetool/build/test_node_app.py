@@ -12,10 +12,9 @@ bridge, mounts and the store are cleaned up even on failure."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
 import os
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -29,8 +28,12 @@ from imagetool import bundle
 from imagetool.run.containers import Records
 from imagetool.store import Store
 from tests.imagetool.conftest import free_port
-from tests.imagetool.run.test_run import _cleanup
-from tests.imagetool.storehelp import imagetool
+from tests.imagetool.storehelp import (
+    imagetool,
+    private_network,
+    remove_containers,
+    unmount_under,
+)
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 APP = os.path.join(REPO, "examples", "node-app")
@@ -49,8 +52,9 @@ pytestmark = [
 def env():
     d = tempfile.mkdtemp(prefix="itnode-")
     root = os.path.join(d, "store")
-    bridge = f"itn{secrets.token_hex(3)}"
-    try:
+    with contextlib.ExitStack() as undo:   # undone last to first, also on failure
+        undo.callback(shutil.rmtree, d, ignore_errors=True)
+        undo.callback(unmount_under, d)
         p = subprocess.run([MAKE_BASE], capture_output=True, timeout=900,
                            stdin=subprocess.DEVNULL)
         if p.returncode != 0:
@@ -59,9 +63,8 @@ def env():
         rootfs = p.stdout.decode().strip().splitlines()[-1]
         imagetool(root, "import", "-e", f"PATH={PATH}", "--cmd", '["node"]', rootfs,
                   "node:debian", timeout=300)
-        with open(os.path.join(root, "network.json"), "w") as f:
-            json.dump({"bridge": bridge, "subnet": f"10.87.{secrets.randbelow(200) + 20}.0/24"},
-                      f)
+        undo.enter_context(private_network(root, "itn", 87))
+        undo.callback(remove_containers, root)
         # the example as a developer has it after a local `npm install`: .dockerignore must
         # keep this node_modules out of `COPY . /code` (it would break the app if copied)
         ctx = os.path.join(d, "node-app")
@@ -71,14 +74,6 @@ def env():
         with open(os.path.join(decoy, "index.js"), "w") as f:
             f.write("throw new Error('the context node_modules was copied');\n")
         yield {"dir": d, "root": root, "ctx": ctx}
-    finally:
-        _cleanup(root)
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _get(url: str, deadline: float = 30) -> bytes:
@@ -141,7 +136,7 @@ def test_node_app_builds_runs_and_rebuilds_from_cache(env):
         imagetool(root, "rm", "node-app")
         assert Records(root).ids() == []
     finally:
-        _cleanup(root)
+        remove_containers(root)
 
     p = imagetool(root, "build", "-t", "node-app:latest", env["ctx"], timeout=300)
     out = p.stdout.decode()

@@ -11,10 +11,8 @@ import json
 import os
 import pty
 import re
-import secrets
 import select
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -29,7 +27,14 @@ from imagetool import mediatypes as mt
 from imagetool.run.containers import Records
 from imagetool.store import Store
 from tests.imagetool.conftest import free_port
-from tests.imagetool.storehelp import IMAGETOOL, imagetool, rootfs_tar
+from tests.imagetool.storehelp import (
+    IMAGETOOL,
+    imagetool,
+    private_network,
+    remove_containers,
+    rootfs_tar,
+    unmount_under,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -38,38 +43,23 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def env():
     d = tempfile.mkdtemp(prefix="itrun-")
     root = os.path.join(d, "store")
-    bridge = f"itt{secrets.token_hex(3)}"
     try:
         imagetool(root, "import", rootfs_tar(d), "busybox:latest")
-        with open(os.path.join(root, "network.json"), "w") as f:
-            json.dump({"bridge": bridge, "subnet": f"10.89.{secrets.randbelow(200) + 20}.0/24"},
-                      f)
-        yield {"dir": d, "root": root, "bridge": bridge}
+        with private_network(root, "itt", 89) as bridge:
+            try:
+                yield {"dir": d, "root": root, "bridge": bridge}
+            finally:
+                remove_containers(root)
     finally:
-        _cleanup(root)
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if d in line]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
-
-def _cleanup(root: str) -> None:
-    recs = Records(root)
-    for rec in recs.all():
-        imagetool(root, "rm", "-f", rec["Id"], check=False, timeout=60)
-    for rec in recs.all():  # a monitor that would not go: by pid
-        pid = rec["State"].get("MonitorPid")
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
 def it(env):
     yield lambda *a, **kw: imagetool(env["root"], *a, **kw)
-    _cleanup(env["root"])
+    remove_containers(env["root"])
 
 
 def _wait_exited(root: str, cid: str, timeout: float = 30) -> dict:
