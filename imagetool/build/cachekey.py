@@ -257,10 +257,26 @@ def sources_digest(instruction: df.Copy | df.Add, context_dir: str | os.PathLike
             raise df.DockerfileError(f"{instruction.NAME}: no build context to copy "
                                      f"{', '.join(local)} from", filename, instruction.line)
         try:
-            doc["entries"] = context_records(context_dir, local, ignore=ignore,
-                                             with_mtime=with_mtime, memo=memo,
-                                             exclude=DockerIgnore(instruction.exclude))
+            if isinstance(instruction, df.Copy) and instruction.parents:
+                doc["parents"] = _parents_records(context_dir, local, ignore, with_mtime,
+                                                  memo, DockerIgnore(instruction.exclude))
+            else:
+                doc["entries"] = context_records(context_dir, local, ignore=ignore,
+                                                 with_mtime=with_mtime, memo=memo,
+                                                 exclude=DockerIgnore(instruction.exclude))
         except (SourceError, PatternError) as e:
             raise df.DockerfileError(f"{instruction.NAME} failed: {e}", filename,
                                      instruction.line) from None
     return digest_of(doc)
+
+
+def _parents_records(context_dir: str | os.PathLike[str], sources: list[str],
+                     ignore: DockerIgnore | None, with_mtime: bool,
+                     memo: dict[tuple[Any, ...], str] | None,
+                     exclude: DockerIgnore) -> list[list[Any]]:
+    """COPY --parents: a record per entry it writes, named by its path below the
+    destination, parent directories included (their modes are copied too)."""
+    from .parents import entries
+    root = os.path.abspath(os.fspath(context_dir))
+    return [_entry_record(rel, full, st, with_mtime, memo)
+            for rel, full, st in entries(root, sources, ignore or DockerIgnore(), exclude)]

@@ -7,8 +7,11 @@ symbolic (chmod.py); --exclude patterns (.dockerignore syntax) drop wildcard mat
 directory source, paths relative to it. As BuildKit does: a heredoc source (`COPY <<EOF /f`)
 is a file named after its delimiter, mode 0644, owned by root unless --chown; an ADD of an
 http(s) URL is downloaded (fetch.py: mode 0600, mtime Last-Modified or 0, never extracted)
-and its digest, or the --checksum, is part of the step's cache key. --link changes nothing in
-the result here: the layer is the same as without it.
+and its digest, or the --checksum, is part of the step's cache key; an ADD of a git URL
+(gitsource.py) adds the checkout's contents (of its :subdir) into the destination directory,
+keyed by the commit the ref resolves to. COPY --parents keeps each source's path below the
+context root, or below a `/./` pivot in it (parents.py). --link changes nothing in the
+result here: the layer is the same as without it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from imagetool import convert, layers
 
-from . import cachekey, chmod, fetch
+from . import cachekey, chmod, fetch, gitsource, parents
 from . import dockerfile as df
 from .dockerignore import DockerIgnore
 from .errors import BuildError, fail
@@ -41,6 +44,7 @@ class CopySteps:
     tmp: str | None
     out: Callable[[str], None]
     _downloads: dict[tuple[str, str | None], fetch.Download] | None = None
+    _git_refs: dict[tuple[str, str | None], gitsource.Resolved] | None = None
 
     # -- COPY / ADD -----------------------------------------------------------------------------
     def _owner(self, merged: str, chown: str | None) -> tuple[int, int] | None:
@@ -63,15 +67,16 @@ class CopySteps:
         return uid, gid
 
     def _copy_key_extra(self, p: BuildPlan, step: Step) -> dict[str, Any]:
-        """What an ADD of URLs adds to its cache key: per URL the --checksum if given (nothing
-        is downloaded for the key), else the digest and Last-Modified of the download, as
-        BuildKit's http source keys it. Empty for everything else, so other keys don't move."""
+        """What an ADD of URLs adds to its cache key: per http(s) URL the --checksum if given
+        (nothing is downloaded for the key), else the digest and Last-Modified of the
+        download, as BuildKit's http source keys it; per git URL the commit its ref resolves
+        to now, with the subdir and --keep-git-dir (BuildKit's git source key). Empty for
+        everything else, so other keys don't move."""
         ins = step.expanded
         if not isinstance(ins, df.Add):
             return {}
+        extra: dict[str, Any] = {}
         urls = [s for s in ins.sources if _is_http(s)]
-        if not urls:
-            return {}
         got = []
         for url in urls:
             if ins.checksum:
@@ -79,7 +84,56 @@ class CopySteps:
             else:
                 d = self._download(p, step, url, None)
                 got.append([url, d.name, d.digest, d.last_modified])
-        return {"urls": got}
+        if got:
+            extra["urls"] = got
+        repos = []
+        for src in ins.sources:
+            if df.is_git_url(src):
+                r = self._git_resolve(p, step, src, ins.checksum)
+                keep = ins.keep_git_dir and not r.ref.subdir
+                repos.append([r.ref.remote, r.commit, r.ref.subdir, keep])
+        if repos:
+            extra["git"] = repos
+        return extra
+
+    def _git_resolve(self, p: BuildPlan, step: Step, src: str, checksum: str | None
+                     ) -> gitsource.Resolved:
+        """The commit a git source names, asked of the remote once per build (so the step's
+        key and its checkout agree); --checksum is checked here, before anything runs."""
+        if self._git_refs is None:
+            self._git_refs = {}
+        known = self._git_refs.get((src, checksum))
+        if known is not None:
+            return known
+        ref = gitsource.parse(src)
+        self.out(f"--> resolving {ref.url} {ref.ref or 'HEAD'}")
+        try:
+            r = gitsource.resolve(ref)
+            if checksum is not None:
+                gitsource.check_checksum(r, checksum)
+        except gitsource.GitError as e:
+            raise fail(p, step.instruction, f"ADD failed: {e}") from None
+        self._git_refs[(src, checksum)] = r
+        return r
+
+    def _add_git(self, p: BuildPlan, step: Step, src: str, merged: str, target: _Target
+                 ) -> None:
+        """A git source's checkout (or its subdir) copied into the destination directory,
+        then removed."""
+        ins = step.expanded
+        assert isinstance(ins, df.Add) and self.tmp is not None
+        r = self._git_resolve(p, step, src, ins.checksum)
+        work = os.path.join(self.tmp, f"git-{uuid.uuid4().hex}")
+        self.out(f"--> fetching {r.ref.url} {r.commit}")
+        try:
+            tree = gitsource.checkout(r, work, keep_git_dir=ins.keep_git_dir)
+            into = _Target(target.dest, target.dparts, True, target.owner, target.mode,
+                           target.exclude)
+            self._copy_from(tree, DockerIgnore(), ["."], merged, into, add=False)
+        except gitsource.GitError as e:
+            raise fail(p, step.instruction, f"ADD failed: {e}") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _download(self, p: BuildPlan, step: Step, url: str, checksum: str | None
                   ) -> fetch.Download:
@@ -105,7 +159,9 @@ class CopySteps:
         conf = state.config.get("config") or {}
         is_add = isinstance(ins, df.Add)
         remote = [s for s in ins.sources if is_add and _is_http(s)]
-        local = [s for s in ins.sources if s not in remote]
+        repos = [s for s in ins.sources if is_add and df.is_git_url(s)]
+        local = [s for s in ins.sources if s not in remote and s not in repos]
+        with_parents = isinstance(ins, df.Copy) and ins.parents
         checksum = ins.checksum if isinstance(ins, df.Add) else None
         # downloads (and --checksum) are checked before anything is written
         downloads = [self._download(p, step, u, checksum) for u in remote]
@@ -117,7 +173,7 @@ class CopySteps:
         dest = ins.dest
         if not dest.startswith("/"):
             dest = os.path.join(conf.get("WorkingDir") or "/", dest)
-        into_dir = ins.dest.endswith("/") or ins.dest in (".", "..") \
+        into_dir = with_parents or ins.dest.endswith("/") or ins.dest in (".", "..") \
             or len(ins.sources) + len(ins.heredocs) > 1 \
             or any(cachekey.has_wildcards(s) for s in local)
         res = layers.Resolver(merged, "rootfs")
@@ -139,9 +195,13 @@ class CopySteps:
             else:
                 raise fail(p, step.instruction, f"COPY --from={ins.from_stage}: unresolved")
             with self._mounted(chain) as (src_root, _):
-                self._copy_from(src_root, DockerIgnore(), local, merged, target, add=False)
+                self._copy_sources(src_root, DockerIgnore(), local, merged, target,
+                                   is_add, with_parents)
         elif local:
-            self._copy_from(self.context, self.ignore, local, merged, target, add=is_add)
+            self._copy_sources(self.context, self.ignore, local, merged, target, is_add,
+                               with_parents)
+        for src in repos:
+            self._add_git(p, step, src, merged, target)
         for d in downloads:
             self._put_file(merged, target, d.name, d.path, os.stat(d.path))
         for h in ins.heredocs:
@@ -174,6 +234,34 @@ class CopySteps:
             parts = target.dparts
         parent = res.host(res.directory(parts[:-1], True, target.dest))
         self._put(src, st, os.path.join(parent, parts[-1]), target.owner, target.mode, [])
+
+    def _copy_sources(self, root: str, ignore: DockerIgnore, sources: list[str], merged: str,
+                      target: _Target, add: bool, with_parents: bool) -> None:
+        """Context (or --from) sources: by name, or with --parents by their whole path."""
+        if with_parents:
+            self._copy_parents(root, ignore, sources, merged, target)
+        else:
+            self._copy_from(root, ignore, sources, merged, target, add=add)
+
+    def _copy_parents(self, root: str, ignore: DockerIgnore, sources: list[str],
+                      merged: str, target: _Target) -> None:
+        """COPY --parents: every entry at its path below the source's pivot, the parent
+        directories made as copies of the source's (modes, times, --chown/--chmod)."""
+        res = layers.Resolver(merged, "rootfs")
+        dest, dparts = target.dest, target.dparts
+        base = res.host(res.directory(dparts, True, dest))
+        if target.owner:
+            os.chown(base, *target.owner)
+        dir_times: list[tuple[str, int]] = []
+        for rel, full, st in parents.entries(root, sources, ignore, target.exclude):
+            cparts = [*dparts, *rel.split("/")]
+            parent = res.host(res.directory(cparts[:-1], True, dest))
+            self._put(full, st, os.path.join(parent, cparts[-1]), target.owner, target.mode,
+                      dir_times)
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                res.forget()
+        for path, mtime in reversed(dir_times):
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
 
     def _copy_from(self, root: str, ignore: DockerIgnore, sources: list[str], merged: str,
                    target: _Target, add: bool) -> None:
@@ -258,7 +346,7 @@ class _Target:
 
 
 def _is_http(src: str) -> bool:
-    """An ADD source fetched over http(s); git URLs are refused before the build starts."""
+    """An ADD source fetched over http(s) (a git URL is checked out instead)."""
     return df.is_url(src) and not df.is_git_url(src)
 
 

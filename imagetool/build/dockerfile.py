@@ -794,8 +794,13 @@ def is_url(src: str) -> bool:
     return src.startswith(("http://", "https://"))
 
 
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*@[A-Za-z0-9.-]+:")
+
+
 def is_git_url(src: str) -> bool:
-    if src.startswith(("git://", "git@", "ssh://")):
+    """A git repository as BuildKit's ADD tells one: git://, ssh://, scp-like user@host:path,
+    or an http(s) URL whose path ends in .git."""
+    if src.startswith(("git://", "ssh://")) or _SCP_LIKE.match(src):
         return True
     if is_url(src):
         path = src.split("#", 1)[0].split("?", 1)[0]

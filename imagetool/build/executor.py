@@ -2,11 +2,12 @@
 
 - Everything that can be checked is checked before anything runs: the Dockerfile and stage
   graph (plan.py), every step's variable expansion, context sources and .dockerignore, base
-  and --from images present in the store, and features not supported yet (ADD of a git
-  repository, RUN --mount=type=ssh, COPY --parents), RUN --mount options and
-  required secrets (run_mounts.py). Those errors name
-  `Dockerfile:LINE`. An ADD of an http(s) URL downloads when its step's key is computed
-  (copy_step.py), unless --checksum gives the key.
+  and --from images present in the store, and features not supported yet
+  (RUN --mount=type=ssh, --security=insecure), RUN --mount options and required secrets
+  (run_mounts.py). Those errors name `Dockerfile:LINE`. An ADD of an http(s) URL downloads
+  when its step's key is computed (copy_step.py), unless --checksum gives the key; an ADD of
+  a git URL asks the remote which commit its ref names then (gitsource.py), and fetches that
+  commit only when the step runs.
 - A stage's rootfs is an overlay of its layers' snapshots (snapshots.py) with a fresh upper
   directory. RUN executes in a pyrunc container on that overlay (run_step.py); COPY/ADD write
   into the mounted overlay (copy_step.py); WORKDIR creates its directory. The upper directory
@@ -242,13 +243,6 @@ class Builder(RunSteps, CopySteps):
                 DockerIgnore(ins.exclude)
             except ValueError as e:
                 raise fail(p, ins, f"{ins.NAME} --exclude: {e}") from None
-            if isinstance(ins, df.Copy) and ins.parents:
-                raise no("--parents")
-        if isinstance(ins, df.Add):
-            for s in ins.sources:
-                if df.is_git_url(s):
-                    raise no(f"a git source ({s}; imagetool build fetches no git "
-                             "repositories)")
 
     # -- the build -------------------------------------------------------------------------------
     def build(self) -> Result:
