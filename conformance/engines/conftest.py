@@ -418,3 +418,28 @@ def check_stop(e: EngineCLI) -> str:
     state = e.inspect(second)["State"]
     assert (state["Status"], state["ExitCode"]) == ("exited", 137)
     return cid
+
+
+def cgroup_parents_present(rels: Sequence[str]) -> set[str]:
+    """Which of the cgroup paths `rels` (like "docker") exist now, in any hierarchy."""
+    return {rel for rel in rels for ctrl in os.listdir("/sys/fs/cgroup")
+            if os.path.isdir(os.path.join("/sys/fs/cgroup", ctrl, rel))}
+
+
+def remove_cgroup_parents(rels: Sequence[str], keep: set[str]) -> list[str]:
+    """Remove the parent cgroups an engine made (deepest first, e.g. "libpod_parent/conmon"
+    before "libpod_parent") unless they existed before the suite (`keep`); a parent that
+    still holds a cgroup is a problem, returned."""
+    problems: list[str] = []
+    for rel in sorted(rels, key=lambda r: -r.count("/")):
+        if rel in keep:
+            continue
+        for ctrl in os.listdir("/sys/fs/cgroup"):
+            path = os.path.join("/sys/fs/cgroup", ctrl, rel)
+            if os.path.islink(os.path.join("/sys/fs/cgroup", ctrl)) or not os.path.isdir(path):
+                continue
+            try:
+                os.rmdir(path)
+            except OSError as e:
+                problems.append(f"cgroup {path} not removed: {e.strerror}")
+    return problems

@@ -22,12 +22,14 @@ from conformance.engines.conftest import (
     EngineCLI,
     assert_called,
     cgroup_of,
+    cgroup_parents_present,
     check,
     check_exec,
     check_stop,
     need,
     need_overlayfs,
     read,
+    remove_cgroup_parents,
     run,
     run_pty,
     short_tempdir,
@@ -37,6 +39,9 @@ from conformance.engines.conftest import (
 from conformance.engines.wrapper import Wrapper
 
 pytestmark = [pytest.mark.timeout(120)]
+
+CGROUP_PARENTS = ("docker",)   # made by dockerd (cgroupfs driver) in every hierarchy
+
 
 class Dockerd(EngineCLI):
     name = "docker"
@@ -48,6 +53,7 @@ class Dockerd(EngineCLI):
                         DOCKER_CONFIG=os.path.join(top, "client"))
         self.runtime_root = os.path.join(top, "exec", "runtime-runc", "moby")
         self.daemon: Daemon | None = None
+        self.cgroups_before = cgroup_parents_present(CGROUP_PARENTS)
 
     def start(self) -> None:
         cfg = os.path.join(self.top, "daemon.json")
@@ -118,6 +124,7 @@ class Dockerd(EngineCLI):
                     if os.path.isdir(f"/sys/fs/cgroup/{c}/docker/{cid}")]
             if left:
                 problems.append(f"cgroups left: {left}")
+        problems += remove_cgroup_parents(CGROUP_PARENTS, self.cgroups_before)
         problems += unmount_and_remove(self.top)
         return problems
 

@@ -19,11 +19,13 @@ from conformance.engines.conftest import (
     EngineCLI,
     assert_called,
     cgroup_of,
+    cgroup_parents_present,
     check,
     check_exec,
     check_stop,
     need,
     need_overlayfs,
+    remove_cgroup_parents,
     run,
     run_pty,
     short_tempdir,
@@ -36,11 +38,15 @@ pytestmark = [pytest.mark.timeout(120)]
 PYRUNC_DEFAULT_ROOT = "/run/pyrunc"
 
 
+CGROUP_PARENTS = ("libpod_parent", "libpod_parent/conmon")   # podman's cgroupfs parents
+
+
 class Podman(EngineCLI):
     name = "podman"
 
     def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
         super().__init__(top, bins, wrapper)
+        self.cgroups_before = cgroup_parents_present(CGROUP_PARENTS)
         conf = os.path.join(top, "containers.conf")
         storage = os.path.join(top, "storage.conf")
         registries = os.path.join(top, "registries.conf")
@@ -92,6 +98,7 @@ runroot = "{top}/run"
                     if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent/libpod-{cid}")]
             if left:
                 problems.append(f"cgroups left: {left}")
+        problems += remove_cgroup_parents(CGROUP_PARENTS, self.cgroups_before)
         problems += unmount_and_remove(self.top)
         return problems
 

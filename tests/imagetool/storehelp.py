@@ -50,6 +50,10 @@ class Dockerd:
     """A private dockerd: --data-root/--exec-root/pidfile/socket under one temp dir."""
 
     def __init__(self) -> None:
+        # dockerd makes /docker in every cgroup hierarchy; ours to remove if it was not there
+        self.cgroup_parents = [f"/sys/fs/cgroup/{c}/docker" for c in os.listdir("/sys/fs/cgroup")
+                               if not os.path.islink(f"/sys/fs/cgroup/{c}")
+                               and not os.path.isdir(f"/sys/fs/cgroup/{c}/docker")]
         self.dir = tempfile.mkdtemp(prefix="dk-")
         self.sock = os.path.join(self.dir, "docker.sock")
         self.proc: subprocess.Popen | None = None
@@ -121,7 +125,34 @@ class Dockerd:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+        for path in self.cgroup_parents:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)   # OSError (EBUSY) if a container cgroup were still in it
         return left
+
+
+@contextlib.contextmanager
+def running_dockerd() -> Any:
+    """A private dockerd for a test module (skips when docker.io is missing or can't start
+    here); stopped afterwards, and nothing it started may outlive it."""
+    import pytest
+    if not DOCKERD or not DOCKER:
+        pytest.skip("docker.io (dockerd) is not installed")
+    d = Dockerd()
+    try:
+        d.start()
+    except RuntimeError as e:
+        d.stop()
+        pytest.skip(f"dockerd cannot start here: {e}")
+    try:
+        yield d
+    finally:
+        # containers first (docker run --rm and the tests' docker rm should have done it)
+        ids = d.docker("ps", "-aq", check=False).stdout.decode().split()
+        if ids:
+            d.docker("rm", "-f", *ids, check=False)
+        left = d.stop()
+    assert not left, f"dockerd left processes behind: {left}"
 
 
 def unmount_under(directory: str) -> None:

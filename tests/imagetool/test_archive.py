@@ -21,7 +21,11 @@ from imagetool.archive.oci import CONTAINERD_NAME
 from imagetool.importer import import_rootfs
 from imagetool.store import REF_NAME, Store
 from tests.imagetool.images import tar_bytes
-from tests.imagetool.storehelp import DOCKER, DOCKERD, Dockerd, read_json, rootfs_tar
+from tests.imagetool.storehelp import (
+    read_json,
+    rootfs_tar,
+    running_dockerd,
+)
 
 BUSYBOX = "docker.io/library/busybox:latest"
 TWO = "localhost:5000/two/layers:1"
@@ -246,17 +250,8 @@ def test_archives_that_are_not_images_are_refused(tmp_path, content, expect):
 # -- a real dockerd ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dockerd():
-    if not DOCKERD or not DOCKER:
-        pytest.skip("docker.io (dockerd) is not installed")
-    d = Dockerd()
-    try:
-        d.start()
-    except RuntimeError as e:
-        d.stop()
-        pytest.skip(f"dockerd cannot start here: {e}")
-    yield d
-    left = d.stop()
-    assert not left, f"dockerd left processes behind: {left}"
+    with running_dockerd() as d:
+        yield d
 
 
 def test_docker_loads_our_save_and_we_load_docker_save(tmp_path, src, dockerd):

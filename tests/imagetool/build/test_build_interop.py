@@ -32,7 +32,7 @@ import pytest
 
 from imagetool.store import Store
 from tests.imagetool.build.buildhelp import busybox_store
-from tests.imagetool.storehelp import DOCKER, DOCKERD, Dockerd, imagetool
+from tests.imagetool.storehelp import imagetool, running_dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 APP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples",
@@ -50,23 +50,8 @@ def env():
 
 @pytest.fixture(scope="module")
 def dockerd():
-    if not DOCKERD or not DOCKER:
-        pytest.skip("docker.io (dockerd) is not installed")
-    d = Dockerd()
-    try:
-        d.start()
-    except RuntimeError as e:
-        d.stop()
-        pytest.skip(f"dockerd cannot start here: {e}")
-    try:
+    with running_dockerd() as d:
         yield d
-    finally:
-        # containers first (docker run --rm and our docker rm should have done it already)
-        ids = d.docker("ps", "-aq", check=False).stdout.decode().split()
-        if ids:
-            d.docker("rm", "-f", *ids, check=False)
-        left = d.stop()
-    assert not left, f"dockerd left processes behind: {left}"
 
 
 def _skipped(rel: str, skip: set[str]) -> bool:
