@@ -17,9 +17,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-PY=${PYTHON:-python3}
+# Debian's python3 (from PKGS) by default: its PGO+LTO build starts ~0.8 ms sooner than a
+# self-built one (5.8 vs 6.6 ms for `python -I -S -c pass` here), and every pyrunc call a shim
+# makes is a fresh interpreter. PYTHON=... picks another (3.11 or newer).
+PY=${PYTHON:-/usr/bin/python3}
+want=$(readlink -f "$(command -v "$PY")")
+if [ -x .venv/bin/python ] && [ "$(readlink -f .venv/bin/python)" != "$want" ]; then
+  echo "== .venv was made with $(readlink -f .venv/bin/python), not $want: making it again"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  echo "== virtualenv .venv"
+  echo "== virtualenv .venv ($want)"
   "$PY" -m venv .venv
 fi
 if ! .venv/bin/python -c "import runtime, pytest, jsonschema" 2>/dev/null \
