@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PKGS=(python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc crun
       iproute2 hyperfine golang-github-opencontainers-specs-dev
       golang-github-opencontainers-image-spec-dev docker-registry skopeo umoci apache2-utils
+      golang-go golang-github-opencontainers-runtime-tools-dev
       oci-image-tool docker.io containerd podman golang-github-containers-common buildah mmdebstrap)
 missing=()
 for p in "${PKGS[@]}"; do
