@@ -192,6 +192,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     sys.stdout.flush()
     sys.stderr.flush()
+    if args.tty and not args.detach:
+        # Relay resizes from now on: one before the monitor has copied the size to the
+        # container's pty is seen by that copy, one after reaches the monitor.
+        def resized(_num: int, _frame: Any) -> None:
+            with contextlib.suppress(Exception):
+                rec = recs.load(cid)
+                pid = int((rec.get("State") or {}).get("MonitorPid") or 0)
+                if pid > 0 and monitor_alive(rec):
+                    os.kill(pid, signal.SIGWINCH)
+        signal.signal(signal.SIGWINCH, resized)
     # raw before the container can print or read anything, restored on every way out
     saved = _raw_terminal() if args.tty and args.interactive and not args.detach else None
     try:
@@ -219,16 +229,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _kill_runtime(recs, cid, num)
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, forward)
-        if args.tty:
-            mon = recs.load(cid)
-            monitor_pid = int((mon.get("State") or {}).get("MonitorPid") or 0)
-
-            def resized(_num: int, _frame: Any) -> None:
-                # the monitor holds our terminal and copies its size to the container's pty
-                if monitor_pid > 0 and monitor_alive(mon):
-                    with contextlib.suppress(OSError):
-                        os.kill(monitor_pid, signal.SIGWINCH)
-            signal.signal(signal.SIGWINCH, resized)
         while b"\n" not in rest:
             try:
                 chunk = os.read(fd, 4096)

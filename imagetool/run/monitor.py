@@ -288,6 +288,7 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
     winch = _winch_pipe() if master is not None and out_fd is not None else None
     if winch is not None:
         sel.register(winch[0], selectors.EVENT_READ)
+        _copy_winsize(out_fd, master)  # type: ignore[arg-type]  # a resize since create
     code: int | None = None
     grace = None
 
