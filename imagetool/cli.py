@@ -284,6 +284,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         context=args.context, dockerfile=dockerfile, tags=args.tag or [], target=args.target,
         build_args=build_args, no_cache=args.no_cache, output=output, platform=args.platform,
+        network=args.network,
         format=args.format, compression=args.compression, secrets=secrets)
     from imagetool.build.executor import BuildError, check_options
     try:
@@ -400,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--secret", action="append", metavar="id=ID[,src=FILE|,env=VAR]",
                     help="a secret for RUN --mount=type=secret (repeatable)")
     sp.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    sp.add_argument("--network", choices=("default", "host", "none"), default="default",
+                    help="RUN's network when it sets none: default and host share the "
+                         "host's, none has only loopback")
     sp.add_argument("-o", "--output", metavar="type=oci|docker,dest=FILE[,name=REF]",
                     help="also write the image as an archive (no -t needed)")
     sp.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",

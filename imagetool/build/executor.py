@@ -77,6 +77,7 @@ class BuildOptions:
     format: str = "oci"                    # media types: "oci" or "docker" (buildah's --format)
     compression: str = "gzip"              # new layers: "gzip" or "zstd" (OCI types only)
     secrets: dict[str, Secret] = field(default_factory=dict)   # RUN --mount=type=secret
+    network: str = "default"               # RUN's network unless it says: default|host|none
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Result:
 
 
 FORMATS = ("oci", "docker")
+NETWORKS = ("default", "host", "none")
 COMPRESSIONS = ("gzip", "zstd")
 
 
@@ -99,6 +101,8 @@ def check_options(opts: BuildOptions) -> None:
         why = not_buildable(opts.platform)
         if why:
             raise BuildError(f"--platform {opts.platform}: {why}")
+    if opts.network not in NETWORKS:
+        raise BuildError(f"--network {opts.network}: want default, host or none")
     if opts.format not in FORMATS:
         raise BuildError(f"--format {opts.format}: want oci or docker")
     if opts.compression not in COMPRESSIONS:
@@ -325,6 +329,8 @@ class Builder(RunSteps, CopySteps):
                 extra.update(self._copy_key_extra(p, step))
             elif isinstance(ins, df.Run):   # context files it bind-mounts, by content
                 sources = run_mounts.context_digest(ins, self.context, self.ignore, p.filename)
+                if self._run_network(ins) == "none" and ins.network != "none":
+                    extra["network"] = "none"   # --network none for the build: not the same run
             key = cachekey.step_key(state.key, ins,
                                     args=step.args if isinstance(ins, df.Run) else None,
                                     sources=sources, from_keys=from_keys,

@@ -69,7 +69,7 @@ class RunSteps:
             spec = convert.spec_from_image(
                 {"config": {"Env": [f"{k}={v}" for k, v in env.items()]}}, user=user,
                 entrypoint=[], cmd=argv, workdir=wd, hostname="buildkitsandbox")
-            self._network(ins, spec, merged)
+            self._network(self._run_network(ins), spec, merged)
             if files:
                 spec["mounts"].append({"destination": "/dev/pipes", "type": "bind",
                                        "source": _pipes(self._tmp(), files),
@@ -110,11 +110,18 @@ class RunSteps:
             ignore=self.ignore, secrets=dict(self.opts.secrets), sources=list(step.sources),
             from_root=from_root)
 
+    def _run_network(self, ins: df.Run) -> str:
+        """RUN --network=none|host as written, else the build's --network (as docker build:
+        `default` means the build's own choice); default is the host's network here."""
+        if ins.network in ("none", "host"):
+            return ins.network
+        return getattr(self.opts, "network", "default") or "default"
+
     @staticmethod
-    def _network(ins: df.Run, spec: dict[str, Any], merged: str) -> None:
+    def _network(mode: str, spec: dict[str, Any], merged: str) -> None:
         """default/host: the host's network (no network namespace), with its resolv.conf and
         hosts; none: the spec's own empty network namespace."""
-        if ins.network == "none":
+        if mode == "none":
             return
         linux = spec["linux"]
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]

@@ -341,6 +341,31 @@ def test_network_none_and_default(build):
     assert len(host) > 1
 
 
+def test_build_network_none_is_the_default_for_runs_that_set_none(build):
+    """`build --network none` (BuildOptions.network): a RUN without --network, or with
+    --network=default, gets only loopback; RUN --network=host still gets the host's; the
+    cache keeps the two builds apart."""
+    df = ("FROM busybox\n"
+          "RUN tail -n +3 /proc/net/dev | cut -d: -f1 > /plain\n"
+          "RUN --network=default tail -n +3 /proc/net/dev | cut -d: -f1 > /dflt\n"
+          "RUN --network=host tail -n +3 /proc/net/dev | cut -d: -f1 > /host\n")
+    b, store = build(df, tag="netnone:1", network="none")
+    assert b.containers == 3
+    got = {}
+    for desc, _ in bundle.image_parts(store, "docker.io/library/netnone:1")["chain"][1:]:
+        with tarfile.open(fileobj=io.BytesIO(store.read_blob(desc["digest"]))) as tf:
+            for m in tf.getmembers():
+                got[m.name] = set(tf.extractfile(m).read().decode().split())  # type: ignore
+    assert got["plain"] == {"lo"} and got["dflt"] == {"lo"}
+    assert got["host"] == _host_ifaces()
+    # the same Dockerfile with the default network is another build: the first two RUNs get
+    # the host's network now, and the third runs again on their new layers
+    b2, _ = build(df, tag="netnone:2")
+    assert b2.containers == 3 and b2.cached == 0
+    b3, _ = build(df, tag="netnone:3", network="none")
+    assert b3.containers == 0 and b3.cached == 3
+
+
 # -- errors before anything runs ---------------------------------------------------------------
 
 @pytest.mark.parametrize("dockerfile, files, line, text", [
