@@ -269,6 +269,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(f"build: {e}") from None
         secrets[s.id] = s
+    labels: dict[str, str] = {}
+    for item in args.label or []:
+        k, eq, v = item.partition("=")
+        if not k:
+            raise UsageError(f"--label {item!r}: want KEY=VALUE")
+        labels[k] = v
+    if args.iidfile and not os.path.isdir(os.path.dirname(os.path.abspath(args.iidfile))):
+        raise UsageError(f"--iidfile {args.iidfile}: its directory does not exist")
     if not args.tag and not args.output:
         raise UsageError("build: give at least one -t NAME or --output type=...,dest=FILE")
     output = None
@@ -284,7 +292,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         context=args.context, dockerfile=dockerfile, tags=args.tag or [], target=args.target,
         build_args=build_args, no_cache=args.no_cache, output=output, platform=args.platform,
-        network=args.network,
+        network=args.network, labels=labels,
         format=args.format, compression=args.compression, secrets=secrets)
     from imagetool.build.executor import BuildError, check_options
     try:
@@ -292,6 +300,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     except BuildError as e:
         raise UsageError(f"build: {e}") from None
     res = build(_store(args), opts, out=(lambda s: None) if args.quiet else None)
+    if args.iidfile:   # docker's image ID: the config's digest
+        from imagetool.atomicfile import atomic_file
+        with atomic_file(args.iidfile, text=True) as f:
+            f.write(res.config_digest)
     print(res.manifest["digest"])
     return 0
 
@@ -401,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--secret", action="append", metavar="id=ID[,src=FILE|,env=VAR]",
                     help="a secret for RUN --mount=type=secret (repeatable)")
     sp.add_argument("--no-cache", action="store_true", help="do not reuse cached steps")
+    sp.add_argument("--label", action="append", metavar="KEY=VALUE",
+                    help="a label on the built image (repeatable)")
+    sp.add_argument("--iidfile", metavar="FILE", help="write the image ID (config digest) here")
     sp.add_argument("--network", choices=("default", "host", "none"), default="default",
                     help="RUN's network when it sets none: default and host share the "
                          "host's, none has only loopback")

@@ -78,6 +78,7 @@ class BuildOptions:
     compression: str = "gzip"              # new layers: "gzip" or "zstd" (OCI types only)
     secrets: dict[str, Secret] = field(default_factory=dict)   # RUN --mount=type=secret
     network: str = "default"               # RUN's network unless it says: default|host|none
+    labels: dict[str, str] = field(default_factory=dict)   # --label: on the final image only
 
 
 @dataclass
@@ -556,6 +557,8 @@ class Builder(RunSteps, CopySteps):
         config["created"] = hist[-1]["created"] if hist else _rfc3339(self.epoch)
         config["rootfs"] = {"type": "layers", "diff_ids": [d for _, d in state.chain]}
         conf = config.get("config") or {}
+        if self.opts.labels:   # docker build --label: the built image's, after the Dockerfile's
+            conf["Labels"] = {**(conf.get("Labels") or {}), **self.opts.labels}
         config["config"] = {k: v for k, v in conf.items() if v is not None}
         config.pop("container_config", None)
         config.pop("container", None)

@@ -144,3 +144,28 @@ def test_prune_build_cache_drops_steps_and_cache_mounts(env):
     finally:
         imagetool(root, "rmi", "pc:1", check=False)
         shutil.rmtree(ctx, ignore_errors=True)
+
+
+def test_label_and_iidfile(env):
+    root = env["root"]
+    iid = os.path.join(env["dir"], "iid")
+    imagetool(root, "build", "-q", "-t", "lab:1", "--label", "org.example.team=infra",
+              "--label", "empty=", "--iidfile", iid, APP)
+    from imagetool.store import Store
+    store = Store(root)
+    manifest = store.read_json(store.get_image("docker.io/library/lab:1"))
+    with open(iid) as f:
+        assert f.read() == manifest["config"]["digest"]
+    labels = store.read_json(manifest["config"])["config"]["Labels"]
+    assert labels["org.example.team"] == "infra" and labels["empty"] == ""
+    # the Dockerfile's own labels stay; --label wins where both set one
+    from tests.imagetool.build.buildhelp import write_context
+    ctx = write_context(env["dir"], "FROM busybox\nLABEL a=dockerfile b=kept\n")
+    imagetool(root, "build", "-q", "-t", "lab:3", "--label", "a=cli", ctx)
+    m3 = store.read_json(store.get_image("docker.io/library/lab:3"))
+    assert store.read_json(m3["config"])["config"]["Labels"] == {"a": "cli", "b": "kept"}
+    imagetool(root, "rmi", "lab:3")
+    shutil.rmtree(ctx)
+    p = imagetool(root, "build", "-t", "lab:2", "--label", "=x", APP, check=False)
+    assert p.returncode == 2 and b"--label '=x': want KEY=VALUE" in p.stderr
+    imagetool(root, "rmi", "lab:1")
