@@ -292,7 +292,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         context=args.context, dockerfile=dockerfile, tags=args.tag or [], target=args.target,
         build_args=build_args, no_cache=args.no_cache, output=output, platform=args.platform,
-        network=args.network, labels=labels,
+        network=args.network, labels=labels, pull=args.pull,
         format=args.format, compression=args.compression, secrets=secrets)
     from imagetool.build.executor import BuildError, check_options
     try:
@@ -416,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", action="append", metavar="KEY=VALUE",
                     help="a label on the built image (repeatable)")
     sp.add_argument("--iidfile", metavar="FILE", help="write the image ID (config digest) here")
+    # base images are pulled when missing (docker build's default); --pull is docker's
+    # "always", --pull-never buildah's
+    pull = sp.add_mutually_exclusive_group()
+    pull.add_argument("--pull", dest="pull", action="store_const", const="always",
+                      default="missing", help="pull base images even when present")
+    pull.add_argument("--pull-never", dest="pull", action="store_const", const="never",
+                      help="never pull: a missing base image is an error")
     sp.add_argument("--network", choices=("default", "host", "none"), default="default",
                     help="RUN's network when it sets none: default and host share the "
                          "host's, none has only loopback")

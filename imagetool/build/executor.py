@@ -79,6 +79,7 @@ class BuildOptions:
     secrets: dict[str, Secret] = field(default_factory=dict)   # RUN --mount=type=secret
     network: str = "default"               # RUN's network unless it says: default|host|none
     labels: dict[str, str] = field(default_factory=dict)   # --label: on the final image only
+    pull: str = "missing"                  # base images: pull if missing, always, or never
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Result:
 
 FORMATS = ("oci", "docker")
 NETWORKS = ("default", "host", "none")
+PULLS = ("missing", "always", "never")
 COMPRESSIONS = ("gzip", "zstd")
 
 
@@ -102,6 +104,8 @@ def check_options(opts: BuildOptions) -> None:
         why = not_buildable(opts.platform)
         if why:
             raise BuildError(f"--platform {opts.platform}: {why}")
+    if opts.pull not in PULLS:
+        raise BuildError(f"--pull={opts.pull}: want missing, always or never")
     if opts.network not in NETWORKS:
         raise BuildError(f"--network {opts.network}: want default, host or none")
     if opts.format not in FORMATS:
@@ -203,12 +207,31 @@ class Builder(RunSteps, CopySteps):
         return p, steps, images
 
     def _image(self, p: BuildPlan, ref: str, line: int) -> dict[str, Any]:
+        """A base or --from image: pulled when the store lacks it (--pull=missing, docker
+        build's way), always (--pull=always), or never."""
         from imagetool import bundle
+        if self.opts.pull == "always":
+            self._pull(p, ref, line)
         try:
             return bundle.image_parts(self.store, ref)
         except Exception as e:  # noqa: BLE001 - missing or broken: say which
-            raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store "
-                             f"(pull or import it first): {e}") from None
+            if self.opts.pull != "missing":
+                raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store "
+                                 f"(pull or import it first): {e}") from None
+        self._pull(p, ref, line)
+        try:
+            return bundle.image_parts(self.store, ref)
+        except Exception as e:  # noqa: BLE001
+            raise BuildError(f"{p.filename}:{line}: image {ref}: {e}") from None
+
+    def _pull(self, p: BuildPlan, ref: str, line: int) -> None:
+        from imagetool.pull import pull
+        self.out(f"--> pulling {ref}")
+        try:
+            pull(self.store, ref, platform=str(p.target_platform), progress=False)
+        except Exception as e:  # noqa: BLE001 - the registry's or the network's reason
+            raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store and "
+                             f"cannot be pulled: {e}") from None
 
     def _check_docker_layers(self, p: BuildPlan, images: dict[str, dict[str, Any]]) -> None:
         """--format docker: the layers the image inherits from its base must have Docker

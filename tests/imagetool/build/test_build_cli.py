@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from tests.imagetool.build.buildhelp import write_context
 from tests.imagetool.conftest import free_port
 from tests.imagetool.storehelp import (
     imagetool,
@@ -169,3 +170,33 @@ def test_label_and_iidfile(env):
     p = imagetool(root, "build", "-t", "lab:2", "--label", "=x", APP, check=False)
     assert p.returncode == 2 and b"--label '=x': want KEY=VALUE" in p.stderr
     imagetool(root, "rmi", "lab:1")
+
+
+def test_missing_base_is_pulled_unless_pull_never(env, registry):
+    """A base the store lacks is pulled, as docker build does (a real docker-registry on
+    127.0.0.1); --pull-never refuses naming the line; --pull pulls even a present one."""
+    root = env["root"]
+    reg = registry("plain")
+    remote = reg.ref("lib/busybox:base")
+    imagetool(root, "push", "-q", "busybox", remote)
+    ctx = write_context(env["dir"], f"FROM {remote}\nRUN echo built > /b\n")
+    try:
+        p = imagetool(root, "build", "-t", "pulled:1", "--pull-never", ctx, check=False)
+        assert p.returncode != 0
+        assert f"Dockerfile:1: image {remote} is not in the store" in p.stderr.decode()
+        out = imagetool(root, "build", "-t", "pulled:1", ctx).stdout.decode()
+        assert f"--> pulling {remote}" in out, out
+        out = imagetool(root, "build", "-t", "pulled:1", ctx).stdout.decode()
+        assert "--> pulling" not in out and "Using cache" in out   # present now
+        out = imagetool(root, "build", "-t", "pulled:1", "--pull", ctx).stdout.decode()
+        assert f"--> pulling {remote}" in out and "Using cache" in out   # same digest
+        gone = reg.ref("lib/nothing:here")
+        ctx2 = write_context(env["dir"], f"FROM busybox\nCOPY --from={gone} /x /x\n")
+        p = imagetool(root, "build", "-t", "pulled:2", ctx2, check=False)
+        assert p.returncode != 0
+        assert f"Dockerfile:2: image {gone} is not in the store and cannot be pulled" in \
+            p.stderr.decode(), p.stderr.decode()
+    finally:
+        imagetool(root, "rmi", "pulled:1", check=False)
+        imagetool(root, "rmi", remote, check=False)
+        shutil.rmtree(ctx, ignore_errors=True)
