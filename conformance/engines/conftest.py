@@ -438,8 +438,16 @@ def remove_cgroup_parents(rels: Sequence[str], keep: set[str]) -> list[str]:
             path = os.path.join("/sys/fs/cgroup", ctrl, rel)
             if os.path.islink(os.path.join("/sys/fs/cgroup", ctrl)) or not os.path.isdir(path):
                 continue
-            try:
-                os.rmdir(path)
-            except OSError as e:
-                problems.append(f"cgroup {path} not removed: {e.strerror}")
+            # the engine's helpers (podman's conmon) leave their cgroup a moment after the
+            # engine's rm returns: EBUSY until then, so retry for a bounded while
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        problems.append(f"cgroup {path} not removed: {e.strerror}")
+                        break
+                    time.sleep(0.1)
     return problems
