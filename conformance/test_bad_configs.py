@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conformance.pair import NAMES
+from tests import hostcaps
 from tests.rig import cgroup_leftovers
 
 pytestmark = pytest.mark.peer
@@ -21,6 +22,25 @@ Config = dict[str, Any]
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
+
+
+def _above_nofile_ceiling() -> int:
+    """An RLIMIT_NOFILE no process here may take: above the hard limit where the bounding set
+    lacks CAP_SYS_RESOURCE, and above fs.nr_open (which binds even with it)."""
+    import resource
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return (nr_open if hostcaps.has_cap("CAP_SYS_RESOURCE") else max(hard, 0)) + 1
+
+
+def _ungrantable_cap() -> str | None:
+    """A capability outside the runtime's bounding set (CAP_SYS_RESOURCE on this kind of
+    machine), or None where root holds every probed one."""
+    for name in hostcaps.CAP_NUMBERS:
+        if not hostcaps.has_cap(name):
+            return name
+    return None
 
 
 def _drop_ns(cfg: Config, t: str) -> None:
@@ -69,10 +89,13 @@ BAD: list[tuple[str, Mutate]] = [
     ("user_unmapped_in_userns", lambda c: _userns(c, uid=1000)),
     ("hostname_without_uts", lambda c: _drop_ns(c, "uts")),
     ("rlimit_above_hard_limit", lambda c: c["process"].update(
-        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 30000, "hard": 30000}])),
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": _above_nofile_ceiling(),
+                  "hard": _above_nofile_ceiling()}])),
     ("rlimit_unknown", lambda c: c["process"].update(
         rlimits=[{"type": "RLIMIT_NOPE", "soft": 3, "hard": 3}])),
-    ("capability_not_grantable", lambda c: _caps_add(c, "CAP_SYS_RESOURCE")),
+    # only where the bounding set lacks one (the pytest header lists what it lacks)
+    *([("capability_not_grantable", lambda c: _caps_add(c, _ungrantable_cap() or ""))]
+      if _ungrantable_cap() else []),
     ("bind_source_missing", lambda c: c["mounts"].append(
         {"destination": "/mnt", "type": "bind", "source": "/nonexistent", "options": ["bind"]})),
     ("unknown_fs_type", lambda c: c["mounts"].append(

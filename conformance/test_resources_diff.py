@@ -30,6 +30,7 @@ import pytest
 
 from conformance import observe
 from conformance.pair import NAMES, Pair
+from tests import hostcaps
 from tests.rig import cgroup_leftovers
 
 pytestmark = pytest.mark.peer
@@ -39,6 +40,9 @@ CGROOT = "/sys/fs/cgroup"
 MiB = 1 << 20
 UNLIMITED = "9223372036854771712"  # v1 memory "no limit" (page-aligned LLONG_MAX)
 PROBE_DIR = "/probe"
+# None where the disk scheduler offers no weights (mq-deadline, kyber, none): both runtimes
+# must then refuse blockIO.weight, and the cases below test that refusal instead.
+WEIGHT_FILE = hostcaps.blkio_weight_file()
 
 
 # -- the host's cgroup hierarchies ------------------------------------------------------
@@ -259,7 +263,10 @@ APPLIED = [
     rcase("pids_limit", {"pids": {"limit": 8}}, ["pids/pids.max"], FORKS),
     rcase("pids_unlimited", {"pids": {"limit": -1}}, ["pids/pids.max"]),
     rcase("blkio_weight", {"blockIO": {"weight": 500}},
-          ["blkio/blkio.weight", "blkio/blkio.bfq.weight"]),
+          ["blkio/blkio.weight", "blkio/blkio.bfq.weight"],
+          marks=hostcaps.needs(WEIGHT_FILE is not None,
+                               "blkio weight files (the disk scheduler is not BFQ or CFQ); "
+                               "see test_resources_error_or_not[blkio_weight_unsupported]")),
     rcase("blkio_throttle", {"blockIO": {
         "throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": MiB}],
         "throttleWriteIOPSDevice": [{"major": 7, "minor": 0, "rate": 100}]}},
@@ -317,6 +324,8 @@ REFUSED: list[tuple[str, dict[str, Any]]] = [
         {"major": 7, "minor": 0, "weight": 200}]}}),
     ("net_cls_unmounted", {"network": {"classID": 1048577}}),
     ("net_prio_unmounted", {"network": {"priorities": [{"name": "lo", "priority": 1}]}}),
+    *([("blkio_weight_unsupported", {"blockIO": {"weight": 500}})] if WEIGHT_FILE is None
+      else []),
 ]
 
 
@@ -502,16 +511,19 @@ def _update_steps(pair: Pair, config: Config, steps: list[list[str] | dict[str, 
 def test_update_flags(pair, config):
     """runc's per-field flags (note runc 1.1.5 spells it --cpu-share), a step both refuse
     (a memory limit above the memory+swap limit) that must change nothing, and -1."""
+    weight = ["--blkio-weight", "300"] if WEIGHT_FILE else []
     steps: list[list[str] | dict[str, Any]] = [
         ["--memory", "128m", "--memory-swap", "256m", "--memory-reservation", "32m",
          "--cpu-share", "256", "--cpu-quota", "20000", "--cpu-period", "50000",
-         "--cpuset-cpus", "0", "--pids-limit", "30", "--blkio-weight", "300"],
+         "--cpuset-cpus", "0", "--pids-limit", "30", *weight],
         ["--memory", "512m"],
         ["--memory", "96m"],
         ["--memory", "-1", "--pids-limit", "-1", "--cpu-quota", "-1"],
+        ["--blkio-weight", "200"],  # applied, or refused by both without weight files
     ]
     seen = _update_steps(pair, config, steps)
-    assert [s.get("failed") for s in seen["runc"]] == [None, False, True, False, False]
+    assert [s.get("failed") for s in seen["runc"]] == [None, False, True, False, False,
+                                                       WEIGHT_FILE is None]
     assert seen["pyrunc"] == seen["runc"], json.dumps(seen, indent=1)
 
 
@@ -523,12 +535,14 @@ def test_update_resources_stdin_like_dockerd(pair, config):
         {"memory": {"limit": 128 * MiB, "swap": 256 * MiB}, "cpu": {"shares": 0,
          "quota": 50000, "period": 100000}, "pids": {"limit": 30}, "blockIO": {"weight": 0}},
         {"memory": {"reservation": 16 * MiB}, "cpu": {"shares": 1024, "cpus": "0"},
-         "blockIO": {"weight": 200}},
+         "blockIO": {"weight": 200 if WEIGHT_FILE else 0}},
         {"cpu": {"shares": 0}, "blockIO": {"weight": 0}, "pids": {"limit": -1}},
         {"memory": {"limit": "64m"}},  # wrong type: both refuse
+        {"blockIO": {"weight": 300}},  # applied, or refused by both without weight files
     ]
     seen = _update_steps(pair, config, steps)
-    assert [s.get("failed") for s in seen["runc"]] == [None, False, False, False, True]
+    assert [s.get("failed") for s in seen["runc"]] == [None, False, False, False, True,
+                                                       WEIGHT_FILE is None]
     assert seen["pyrunc"] == seen["runc"], json.dumps(seen, indent=1)
 
 
@@ -561,9 +575,11 @@ def test_update_leaves_device_rules_alone(pair, config):
 
 
 def test_update_blkio_weight_below_10(pair, config):
+    """runc passes a weight below blkio's range of 10 to the kernel as is; without weight
+    files (no BFQ/CFQ on the disk) both refuse."""
     seen = _update_steps(pair, config, [["--blkio-weight", "5"]],
                          ["blkio/blkio.bfq.weight", "blkio/blkio.weight"])
-    assert seen["runc"][1]["failed"] is False
+    assert seen["runc"][1]["failed"] is (WEIGHT_FILE is None)
     assert seen["pyrunc"] == seen["runc"]
 
 

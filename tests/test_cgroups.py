@@ -22,6 +22,7 @@ import uuid
 
 import pytest
 
+from tests import hostcaps
 from tests.rig import PYRUNC, RUNC, Bundle, Runtime, cgroup_leftovers
 
 V1 = "/sys/fs/cgroup"
@@ -305,26 +306,50 @@ def test_update_errors_name_the_controller(pyrunc, bundle):
         pyrunc("delete", "--force", cid)
 
 
+# Settings whose cgroup file only some kernels or disk schedulers have:
+# (section, key, value, controller, file, what the file then reads). The probe decides
+# whether each is checked for its effect (written at create) or for its refusal.
+_OPTIONAL = [
+    ("memory", "swap", 96 << 20, "memory", "memory.memsw.limit_in_bytes", str(96 << 20)),
+    ("memory", "kernelTCP", 16 << 20, "memory", "memory.kmem.tcp.limit_in_bytes",
+     str(16 << 20)),
+    ("memory", "swappiness", 10, "memory", "memory.swappiness", "10"),
+    ("cpu", "realtimePeriod", 1000000, "cpu", "cpu.rt_period_us", "1000000"),
+    ("cpu", "realtimeRuntime", 1000, "cpu", "cpu.rt_runtime_us", "1000"),
+    ("cpu", "idle", 0, "cpu", "cpu.idle", "0"),
+    ("cpu", "burst", 1000, "cpu", "cpu.cfs_burst_us", "1000"),
+    ("blockIO", "weight", 300, "blkio", hostcaps.blkio_weight_file() or "blkio.weight", "300"),
+]
+
+
+def _offered(controller: str, name: str) -> bool:
+    return hostcaps.v1_has(controller, name)
+
+
 def test_resources_written_at_create(pyrunc, bundle):
-    dev = os.stat("/").st_dev
-    major, minor = os.major(dev), os.minor(dev)
+    """Every setting the host offers lands in its file at create (the others are refused:
+    test_setting_the_host_lacks_is_refused)."""
     # the block device of the root filesystem; throttle entries need a whole disk
-    if not os.path.exists(f"/sys/dev/block/{major}:{minor}/queue"):
-        pytest.skip("root filesystem is not on a whole disk")
-    res = {
-        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20,
-                   "kernelTCP": 16 << 20, "swappiness": 10, "disableOOMKiller": False},
-        "cpu": {"shares": 256, "quota": 50000, "period": 200000, "realtimePeriod": 1000000,
-                "realtimeRuntime": 1000, "cpus": "0", "mems": "0", "idle": 0, "burst": 1000},
+    disk = hostcaps.root_disk()
+    hostcaps.need(disk is not None, "a whole disk under / (blkio throttles need one)")
+    assert disk is not None
+    major, minor = disk
+    res: dict = {
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "disableOOMKiller": False},
+        "cpu": {"shares": 256, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 33},
-        "blockIO": {"weight": 300,
-                    "throttleReadBpsDevice": [{"major": major, "minor": minor,
+        "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor,
                                                "rate": 10 << 20}],
                     "throttleWriteIOPSDevice": [{"major": major, "minor": minor,
                                                  "rate": 500}]},
-        "unified": {"cgroup.max.descendants": "7"},
         "devices": [{"allow": False, "access": "rwm"}],
     }
+    optional = [o for o in _OPTIONAL if _offered(o[3], o[4])]
+    for section, key, value, *_ in optional:
+        res[section][key] = value
+    unified = hostcaps.cgroup2_mount() == hostcaps.UNIFIED  # the hybrid layout's cgroup2
+    if unified:
+        res["unified"] = {"cgroup.max.descendants": "7"}
     cid, pid = _start(pyrunc, bundle, ["sleep", "60"], res)
     try:
         cg = _cgroups_of(pid)
@@ -332,31 +357,24 @@ def test_resources_written_at_create(pyrunc, bundle):
         want = {
             (m, "memory.limit_in_bytes"): str(64 << 20),
             (m, "memory.soft_limit_in_bytes"): str(32 << 20),
-            (m, "memory.memsw.limit_in_bytes"): str(96 << 20),
-            (m, "memory.kmem.tcp.limit_in_bytes"): str(16 << 20),
-            (m, "memory.swappiness"): "10",
             (c, "cpu.shares"): "256", (c, "cpu.cfs_quota_us"): "50000",
-            (c, "cpu.cfs_period_us"): "200000", (c, "cpu.rt_period_us"): "1000000",
-            (c, "cpu.rt_runtime_us"): "1000", (c, "cpu.idle"): "0",
-            (c, "cpu.cfs_burst_us"): "1000",
+            (c, "cpu.cfs_period_us"): "200000",
             (cg["cpuset"], "cpuset.cpus"): "0", (cg["cpuset"], "cpuset.mems"): "0",
             (cg["pids"], "pids.max"): "33",
-            (b, "blkio.bfq.weight"): "300" if os.path.exists(os.path.join(b, "blkio.bfq.weight"))
-            else None,
             (b, "blkio.throttle.read_bps_device"): f"{major}:{minor} {10 << 20}",
             (b, "blkio.throttle.write_iops_device"): f"{major}:{minor} 500",
-            (cg["unified"], "cgroup.max.descendants"): "7",
         }
+        for _section, _key, _value, ctrl, name, seen in optional:
+            want[(cg[ctrl], name)] = seen
+        if unified:
+            want[(cg["unified"], "cgroup.max.descendants")] = "7"
         for (d, name), value in want.items():
-            if value is None:
-                continue
             assert _read(os.path.join(d, name)) == value, name
         # per-device weights need BFQ (or CFQ) as the disk's scheduler: applied, or refused
         # with an error naming blkio
         body = {"blockIO": {"weightDevice": [{"major": major, "minor": minor, "weight": 200}]}}
         p = pyrunc("update", "-r", "-", cid, input=json.dumps(body).encode())
-        sched = _read(f"/sys/dev/block/{major}:{minor}/queue/scheduler")
-        if "[bfq]" in sched:
+        if hostcaps.disk_scheduler(major, minor) == "bfq":
             assert p.returncode == 0, p.stderr
             assert f"{major}:{minor} 200" in _read(os.path.join(b, "blkio.bfq.weight_device"))
         else:
@@ -369,18 +387,51 @@ def test_resources_written_at_create(pyrunc, bundle):
         pyrunc("delete", "--force", cid)
 
 
+@pytest.mark.parametrize("section,key,value,ctrl,name,seen", _OPTIONAL,
+                         ids=[f"{o[0]}.{o[1]}" for o in _OPTIONAL])
+def test_setting_the_host_lacks_is_refused(pyrunc, bundle, section, key, value, ctrl, name,
+                                           seen):
+    """Where the host has no file for a setting (no BFQ/CFQ for blkio weights, no swap
+    accounting, no RT group scheduling...), create refuses it with one line naming the field
+    and leaves nothing behind; where it has one, the setting takes effect."""
+    if _offered(ctrl, name):
+        with_limit = {"limit": 64 << 20} if key == "swap" else {}  # swap needs a limit
+        cid, pid = _start(pyrunc, bundle, ["sleep", "60"], {section: {key: value, **with_limit}})
+        try:
+            assert _read(os.path.join(_cgroups_of(pid)[ctrl], name)) == seen
+        finally:
+            pyrunc("delete", "--force", cid)
+        return
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["resources"] = {section: {key: value,
+                                                     **({"limit": 64 << 20} if key == "swap"
+                                                        else {})}}
+    bundle.write()
+    cid = pyrunc.new_id()
+    p = pyrunc("create", "--bundle", bundle.path, cid)
+    err = p.stderr.decode().strip()
+    assert p.returncode == 1, (p.returncode, err)
+    assert f"{section}.{key}" in err and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert pyrunc("state", cid).returncode != 0
+    assert not cgroup_leftovers(cid)
+
+
 def test_hugetlb_on_the_cgroup2_mount(pyrunc, bundle):
     """hugetlb is bound to the cgroup2 mount on this host: the limit lands there (the parent
     gets +hugetlb in its subtree_control, as runc does on v2 hosts)."""
-    if "hugetlb" not in _read(os.path.join(UNIFIED, "cgroup.controllers")).split():
-        pytest.skip("no hugetlb on the cgroup2 mount")
+    hostcaps.need(hostcaps.cgroup2_mount() == UNIFIED
+                  and "hugetlb" in hostcaps.cgroup2_controllers(),
+                  "hugetlb on a hybrid cgroup2 mount at " + UNIFIED)
+    hostcaps.need(bool(hostcaps.hugetlb_sizes()), "huge pages (/sys/kernel/mm/hugepages)")
+    size = hostcaps.hugetlb_sizes()[0]  # the smallest, e.g. 2MB
     cid, pid = _start(pyrunc, bundle, ["sleep", "60"],
-                      {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]})
+                      {"hugepageLimits": [{"pageSize": size, "limit": 4 << 20}]})
     try:
         u = _cgroups_of(pid)["unified"]
-        assert _read(os.path.join(u, "hugetlb.2MB.max")) == str(4 << 20)
-        assert _read(os.path.join(u, "hugetlb.2MB.rsvd.max")) == str(4 << 20)
-        assert "2MB" in _stats(pyrunc, cid)["hugetlb"]
+        assert _read(os.path.join(u, f"hugetlb.{size}.max")) == str(4 << 20)
+        assert _read(os.path.join(u, f"hugetlb.{size}.rsvd.max")) == str(4 << 20)
+        assert size in _stats(pyrunc, cid)["hugetlb"]
     finally:
         pyrunc("delete", "--force", cid)
 

@@ -8,7 +8,11 @@ import os
 
 import pytest
 
+from tests import hostcaps
 from tests.rig import cgroup_leftovers
+
+# a cpu number beyond every cpu the kernel could bring online (cpuset refuses it)
+_NO_SUCH_CPU = hostcaps.possible_cpus() + 64
 
 
 def _create_fails(pyrunc, bundle, *words: bytes) -> bytes:
@@ -42,14 +46,14 @@ def _create_fails(pyrunc, bundle, *words: bytes) -> bytes:
      [b"linux.sysctl.kernel.nosuchknob"]),
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1, "size": 1}]),
      [b"linux.uidMappings"]),
-    (lambda c: c["linux"]["resources"].update(cpu={"cpus": "63"}), [b"cpuset"]),
+    (lambda c: c["linux"]["resources"].update(cpu={"cpus": str(_NO_SUCH_CPU)}), [b"cpuset"]),
     pytest.param(lambda c: c["process"].update(apparmorProfile="docker-default"),
                  [b"process.apparmorProfile", b"AppArmor"], marks=pytest.mark.skipif(
-                     os.path.exists("/sys/module/apparmor/parameters/enabled"),
+                     hostcaps.apparmor_enabled(),
                      reason="this host has AppArmor: the profile would be applied")),
     pytest.param(lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0"),
                  [b"process.selinuxLabel", b"SELinux"], marks=pytest.mark.skipif(
-                     os.path.exists("/sys/fs/selinux"),
+                     hostcaps.selinux_enabled(),
                      reason="this host has SELinux: the label would be applied")),
 ], ids=["no-args", "empty-args", "relative-dest", "bad-ns", "bad-cap", "neg-uid",
         "rlimit-too-high", "no-rootfs", "missing-binary", "not-in-path", "relative-cwd",

@@ -92,7 +92,9 @@ def test_user_namespace_mappings(pyrunc, userns_bundle):
     lines = [x.split() for x in out.strip().splitlines()]
     assert lines[0] == ["0"] and lines[1] == ["0"]
     assert lines[2] == ["0", "100000", "65536"] and lines[3] == ["0", "100000", "65536"]
-    assert lines[4] == ["65534"]  # host root is unmapped: the overflow uid
+    with open("/proc/sys/fs/overflowuid") as f:
+        overflow = f.read().strip()
+    assert lines[4] == [overflow]  # host root is unmapped: the kernel's overflow uid
     assert lines[5] == ["/dev/null"]
 
 
