@@ -174,6 +174,34 @@ def netdev_driver(kind: str) -> bool:
     return p.returncode == 0
 
 
+def _routes() -> list[tuple[int, int]]:
+    """(network, mask) of every IPv4 route in this network namespace, as integers in
+    address order (10.0.0.0 -> 0x0A000000). /proc/net/route prints the raw little-endian
+    words, so the hex reads back with '<I'."""
+    import struct
+    out = []
+    for line in (_read("/proc/net/route") or "").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8:
+            out.append(tuple(struct.unpack(">I", bytes.fromhex(x)[::-1])[0]
+                             for x in (f[1], f[7])))
+    return out  # type: ignore[return-value]
+
+
+def free_subnet(second_octet: int, tries: int = 50) -> str:
+    """A random 10.SECOND.x.0/24 that no route of this host covers or overlaps (another
+    machine may use 10/8 itself), e.g. for a test bridge."""
+    import secrets
+    routes = _routes()
+    for _ in range(tries):
+        third = secrets.randbelow(200) + 20
+        net = (10 << 24) | (second_octet << 16) | (third << 8)
+        mask = 0xFFFFFF00
+        if not any(m and (net & m & mask) == (n & m & mask) for n, m in routes):
+            return f"10.{second_octet}.{third}.0/24"
+    raise RuntimeError(f"no free 10.{second_octet}.x.0/24 subnet on this host")
+
+
 @functools.cache
 def overlayfs() -> bool:
     return "overlay" in (_read("/proc/filesystems") or "")

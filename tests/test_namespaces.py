@@ -8,10 +8,12 @@ import tempfile
 
 import pytest
 
+from tests import hostcaps
 from tests.rig import Bundle, clone_rootfs, default_config
 
 
 def test_new_namespaces_differ_from_host(pyrunc, bundle):
+    hostcaps.need(hostcaps.has_namespace("time"), "time namespaces (CONFIG_TIME_NS)")
     bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
     bundle.config["linux"]["namespaces"].append({"type": "time"})
     out = pyrunc.run_script(bundle, "for n in pid net ipc uts mnt cgroup time user; do "

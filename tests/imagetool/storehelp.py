@@ -16,6 +16,7 @@ import tempfile
 import time
 from typing import Any
 
+from tests import hostcaps
 from tests.rig import make_rootfs
 
 IMAGETOOL = os.path.join(os.path.dirname(sys.executable), "imagetool")
@@ -180,14 +181,15 @@ def remove_containers(root: str) -> None:
 @contextlib.contextmanager
 def private_network(root: str, prefix: str, second_octet: int) -> Any:
     """Give the store at `root` its own bridge (PREFIX + random) and a random
-    10.SECOND_OCTET.x.0/24 subnet, so parallel suites never share one; the bridge is deleted
+    10.SECOND_OCTET.x.0/24 subnet that no host route overlaps, so parallel suites never share
+    one and a host on 10/8 keeps its own; the bridge is deleted
     afterwards. Yields the bridge's name."""
     import secrets
     bridge = f"{prefix}{secrets.token_hex(3)}"
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "network.json"), "w") as f:
         json.dump({"bridge": bridge,
-                   "subnet": f"10.{second_octet}.{secrets.randbelow(200) + 20}.0/24"}, f)
+                   "subnet": hostcaps.free_subnet(second_octet)}, f)
     try:
         yield bridge
     finally:
