@@ -21,7 +21,9 @@ Readings shared with runc, where the spec is silent:
   in a rule, so when an index repeats each condition becomes a rule of its own (OR);
 - SCMP_CMP_MASKED_EQ: `value` is the mask, `valueTwo` the expected result;
 - without a `flags` list, SECCOMP_FILTER_FLAG_SPEC_ALLOW is set when supported;
-- the filter never sets no_new_privs itself; process.noNewPrivileges does that.
+- the filter never sets no_new_privs itself; process.noNewPrivileges does that;
+- under a denying default action, syscalls numbered above the highest one the profile names
+  get -ENOSYS instead (linux/seccomp_bpf.py puts that prologue in front of the filter).
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ def _load_lib() -> Any:
         "seccomp_arch_add": (i, [vp, u32]),
         "seccomp_arch_exist": (i, [vp, u32]),
         "seccomp_syscall_resolve_name": (i, [cp]),
+        "seccomp_syscall_resolve_name_arch": (i, [u32, cp]),
+        "seccomp_attr_get": (i, [vp, i, ctypes.POINTER(u32)]),
+        "seccomp_export_bpf": (i, [vp, i]),
         "seccomp_rule_add_array": (i, [vp, u32, i, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]),
         "seccomp_notify_fd": (i, [vp]),
         "seccomp_export_pfc": (i, [vp, i]),
@@ -263,6 +268,7 @@ class Filter:
         self.skipped: list[str] = []  # names this libseccomp doesn't know
         self._listener: Any = None  # a connected socket.socket, for SCMP_ACT_NOTIFY
         self._message = b""
+        self._program: Any = None  # a seccomp_bpf.Program when the -ENOSYS prologue applies
         self.loaded = False
 
     def load(self) -> None:
@@ -270,7 +276,15 @@ class Filter:
         no file opens: this runs after pivot_root and perhaps as an unprivileged uid."""
         if self.loaded:
             return
-        rc = self._lib.seccomp_load(self._ctx)
+        notify_fd = -1
+        if self._program is not None:
+            try:
+                notify_fd = self._program.install()
+                rc = 0
+            except OSError as e:
+                rc = -e.errno
+        else:
+            rc = self._lib.seccomp_load(self._ctx)
         if rc < 0:
             hint = ""
             if -rc == 13:  # EACCES
@@ -279,10 +293,11 @@ class Filter:
                               f"{os.strerror(-rc)}{hint}")
         self.loaded = True
         if self._listener is not None:
-            self._send_notify_fd()
+            self._send_notify_fd(notify_fd)
 
-    def _send_notify_fd(self) -> None:
-        fd = self._lib.seccomp_notify_fd(self._ctx)
+    def _send_notify_fd(self, fd: int) -> None:
+        if fd < 0:
+            fd = self._lib.seccomp_notify_fd(self._ctx)
         if fd < 0:
             raise PyruncError(f"{self.where}: no seccomp notify fd: {os.strerror(-fd)}")
         sock, self._listener = self._listener, None
@@ -337,6 +352,7 @@ def prepare(cfg: Any, where: str = "linux.seccomp", proc: dict[str, Any] | None 
     filt = Filter(lib, ctx, where, early=not nnp and not _holds_sys_admin(proc))
     try:
         _build(lib, ctx, plan, nnp, where, filt)
+        filt._program = _with_prologue(lib, ctx, plan, where)
         if plan.notify:
             _connect_listener(filt, plan, state or {}, where)
     except BaseException:
@@ -381,6 +397,44 @@ def _build(lib: Any, ctx: int, plan: Plan, nnp: bool, where: str, filt: Filter) 
                 if rc < 0:
                     raise ConfigError(path, f"cannot add the rule for {name}: "
                                       f"{os.strerror(-rc)}")
+
+
+def _with_prologue(lib: Any, ctx: int, plan: Plan, where: str) -> Any:
+    """The filter behind the -ENOSYS prologue (see linux/seccomp_bpf.py), or None when the
+    default action lets unknown syscalls through or no listed architecture has a rule."""
+    from runtime.linux import seccomp_bpf as bpf
+    if not bpf.needs_prologue(plan.default):
+        return None
+    tokens = [lib.seccomp_arch_resolve_name(name.encode()) for _path, name in plan.arches]
+    names = [n for _path, ns, _action, _conds in plan.rules for n in ns]
+    head = bpf.prologue(bpf.highest_syscalls(lib, tokens, names))
+    if not head:
+        return None
+    fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(ctx, fd)
+        if rc < 0:
+            raise PyruncError(f"{where}: libseccomp cannot export the filter: "
+                              f"{os.strerror(-rc)}")
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    flags = 0
+    for attr, flag in ((_ATTR_CTL_TSYNC, bpf.FLAG_TSYNC), (_ATTR_CTL_LOG, bpf.FLAG_LOG),
+                       (_ATTR_CTL_SSB, bpf.FLAG_SPEC_ALLOW),
+                       (_ATTR_CTL_WAITKILL, bpf.FLAG_WAIT_KILLABLE_RECV)):
+        value = ctypes.c_uint32(0)
+        if lib.seccomp_attr_get(ctx, attr, ctypes.byref(value)) == 0 and value.value:
+            flags |= flag
+    if plan.notify:
+        flags |= bpf.FLAG_NEW_LISTENER
+        if flags & bpf.FLAG_TSYNC:
+            flags |= bpf.FLAG_TSYNC_ESRCH  # TSYNC alone would return a tid, not the fd
+    return bpf.Program(bpf.pack(head) + b"".join(chunks), flags,
+                       lib.seccomp_syscall_resolve_name(b"seccomp"))
 
 
 def _split(conds: list[tuple[int, int, int, int]]) -> list[list[tuple[int, int, int, int]]]:
