@@ -12,7 +12,7 @@ Per round, in an order rotated every round so drift hits every runtime alike:
   run     `X run ID` in the foreground
   cycle   `X create --pid-file P ID`, `X start ID`, waitpid(init) as the child subreaper,
           `X state ID` (must say "stopped"), `X delete ID`; the cycle is the sum of phases.
-crun needs this host's cgroup2 mount hidden (a private mount namespace, see design.md); the
+crun needs this host's cgroup2 mount hidden (a private mount namespace, see ARCHITECTURE.md); the
 wrapper alone around /bin/true is timed in the same rounds and subtracted for "crun-net".
 `--baseline` also times runc's default config (no resources, no seccomp) in the same rounds,
 to show what the heavy config costs each runtime. Before timing, each runtime runs the

@@ -1,5 +1,5 @@
 """Layer (de)compression behind one small interface: sniff a stream, wrap it in the matching
-decompressor, and gzip through isal (several times faster than zlib here, see design.md)."""
+decompressor, and gzip through isal (several times faster than zlib here, see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Capabilities by OCI name, applied through capset(2) and prctl(2) in all five sets.
 
-python-prctl has no ambient-set API and names cap 40 `last_cap` (design.md), and importing it
-costs ~12 ms on the create path, so the table and the calls are ours.
+python-prctl has no ambient-set API and names cap 40 `last_cap` (ARCHITECTURE.md,
+"Dependencies"), and importing it costs ~12 ms on the create path, so the table and the calls
+are ours.
 """
 
 from __future__ import annotations
