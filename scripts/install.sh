@@ -7,7 +7,8 @@ PKGS=(python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-sta
       iproute2 hyperfine golang-github-opencontainers-specs-dev
       golang-github-opencontainers-image-spec-dev docker-registry skopeo umoci apache2-utils
       golang-go golang-github-opencontainers-runtime-tools-dev
-      oci-image-tool docker.io containerd podman golang-github-containers-common buildah mmdebstrap)
+      oci-image-tool docker.io containerd podman golang-github-containers-common buildah mmdebstrap
+      containernetworking-plugins)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +40,8 @@ if ! .venv/bin/python -c "import runtime, pytest, jsonschema" 2>/dev/null \
     --config-settings editable_mode=compat
   touch .venv/.installed
 fi
+# The CRI suite's gRPC stubs (conformance/cri/_gen, gitignored) from our own .proto.
+.venv/bin/python conformance/cri/gen.py
 # Every pyrunc call is a fresh interpreter and PYTHONDONTWRITEBYTECODE may be set: ship .pyc.
 .venv/bin/python -m compileall -q -j 0 runtime imagetool >/dev/null
 # pyrunc's own launcher instead of pip's console script: `python -I -S` skips site-packages
