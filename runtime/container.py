@@ -55,6 +55,9 @@ class Container:
             if st != "created":
                 raise PyruncError(f"cannot start a container that is {st}: container {self.id} "
                                   "is not in created state")
+            if "process" not in self.state:  # the spec requires process only for start
+                raise PyruncError(f"cannot start container {self.id}: process: its config.json "
+                                  "had none at create, and start needs one")
             try:
                 fd = os.open(self.dir.fifo, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except FileNotFoundError:
@@ -65,9 +68,14 @@ class Container:
                 os.close(fd)
             os.unlink(self.dir.fifo)
             hooks.run_warn("poststart", self.state.get("hooks", {}).get("poststart", []),
-                           self._hook_state("running"), warn)
+                           self._hook_state("running"), warn, cwd=self._bundle_dir())
         finally:
             self.dir.unlock()
+
+    def _bundle_dir(self) -> str | None:
+        """The bundle, the cwd of runc's poststart hooks; None (ours) if it is gone."""
+        b = self.state.get("bundle")
+        return b if b and os.path.isdir(b) else None
 
     def _read_fifo(self, fd: int) -> None:
         """Read the init's byte, then wait for EOF: the init's end closes at execve.

@@ -57,9 +57,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
     if not os.path.isdir(rootfs):
         raise PyruncError(f"root.path: rootfs {rootfs} is not a directory")
     rootfs = os.path.realpath(rootfs)
-    if config["process"].get("terminal") and not opts.console_socket:
+    if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise PyruncError("process.terminal is true but no --console-socket was given")
     sd.make()
+    _warn_labels(config, warn)
     pid = 0
     mgr = None
     opened: list[int] = []
@@ -147,8 +148,12 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             if msg["type"] == "error":
                 raise PyruncError(msg["msg"])
             if msg["type"] == "hooks":
-                hooks.run("prestart", cfg_hooks.get("prestart", []), hstate)
-                hooks.run("createRuntime", cfg_hooks.get("createRuntime", []), hstate)
+                # created: the spec's state after step 2 (crun agrees; runc says creating).
+                # The cwd is the bundle, as runc's, so relative paths in hooks agree.
+                rstate = dict(hstate, status="created")
+                hooks.run("prestart", cfg_hooks.get("prestart", []), rstate, cwd=bundle)
+                hooks.run("createRuntime", cfg_hooks.get("createRuntime", []), rstate,
+                          cwd=bundle)
                 parent_ch.send({"type": "hooks-done"})
             elif msg["type"] == "ready":
                 break
@@ -162,7 +167,6 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             "cgroup": mgr.to_state() if mgr else None,
             "hooks": {k: v for k, v in cfg_hooks.items() if k in ("poststart", "poststop")},
             # exec starts from the container's process and security settings, as runc does
-            "process": config["process"],
             "linux": {k: v for k, v in linux.items() if k in ("seccomp", "resources",
                                                               "maskedPaths", "readonlyPaths")},
             "namespaces": sorted(new_ns | {t for t, _ in join_child}),
@@ -172,6 +176,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
         return state
     except BaseException:
+        if "process" in config:  # without one the container can be created, not started
+            state["process"] = config["process"]
         if pid > 0:
             _kill_and_reap(pid)
         if mgr is not None:
@@ -195,6 +201,14 @@ def _new_time_namespace(offsets: dict[str, Any]) -> None:
     written before any process lives there, as the kernel requires."""
     if not os.path.exists("/proc/self/ns/time"):
         raise PyruncError("linux.namespaces: this kernel has no time namespace")
+def _warn_labels(config: dict[str, Any], warn) -> None:
+    """linux.mountLabel on a host without SELinux: nothing could use the label, so, like
+    crun, run without it and say so once (engines send labels only when SELinux is on).
+    process.selinuxLabel is refused instead (spec.py): it asks for a confinement."""
+    if (config.get("linux") or {}).get("mountLabel") and not specmod.selinux_enabled():
+        warn("linux.mountLabel: ignored: SELinux is not enabled on this host")
+
+
     sc.unshare(sc.CLONE_NEWTIME)
     lines = []
     for clock, off in offsets.items():

@@ -1,5 +1,17 @@
 """OCI hooks: each runs with the container state JSON on stdin, its own env and a timeout.
 
+The state each kind sees (runtime-spec config.md and runtime.md; runc 1.1.5 differs where noted,
+conformance/test_hooks_diff.py pins it):
+
+    kind             status    pid                      cwd
+    prestart         created   host pid of the init     the bundle   (runc: "creating")
+    createRuntime    created   host pid of the init     the bundle   (runc: "creating")
+    createContainer  created   pid inside the container the rootfs   (runc: "creating")
+    startContainer   created   pid inside the container process.cwd
+    poststart        running   host pid of the init     the bundle   (runc runs it in create)
+    poststop         stopped   host pid of the init     the caller's
+
+A failure reads like runc's, ``error running hook #1: ...``, then names the hook's field.
 subprocess is imported only when a hook exists, to keep create/start/delete fast.
 """
 
@@ -13,42 +25,63 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def run(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:
-    """Run the `kind` hooks in order; the first failure raises, naming the hook."""
+def run(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any],
+        cwd: str | None = None) -> None:
+    """Run the `kind` hooks in order (in `cwd` if given); the first failure raises."""
     if not hooks:
         return
-    import subprocess
     data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
-        args = h.get("args") or [h["path"]]
-        env = dict(e.partition("=")[::2] for e in h.get("env", []))
-        timeout = h.get("timeout")
-        where = f"hooks.{kind}[{i}] ({h['path']})"
-        try:
-            p = subprocess.Popen(args, executable=h["path"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                 close_fds=True)
-        except OSError as e:
-            raise PyruncError(f"{where}: cannot run: {e.strerror}") from None
-        try:
-            out, err = p.communicate(data, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise PyruncError(f"{where}: timed out after {timeout}s") from None
-        if p.returncode != 0:
-            detail = (err or out).decode(errors="replace").strip().splitlines()
-            raise PyruncError(f"{where}: exit status {p.returncode}"
-                              + (f": {detail[-1]}" if detail else ""))
+        _run_one(kind, i, h, data, cwd)
 
 
-def run_warn(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any], warn) -> None:
+def run_warn(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any], warn,
+             cwd: str | None = None) -> None:
     """poststart/poststop: a failure is a warning and the remaining hooks still run."""
-    for i, h in enumerate(hooks or []):
+    if not hooks:
+        return
+    data = jsonio.dumps(state).encode()
+    for i, h in enumerate(hooks):
         try:
-            run(kind, [h], state)
+            _run_one(kind, i, h, data, cwd)
         except PyruncError as e:
-            warn(str(e).replace(f"hooks.{kind}[0]", f"hooks.{kind}[{i}]"))
+            warn(str(e))
+
+
+def _run_one(kind: str, i: int, h: dict[str, Any], data: bytes, cwd: str | None) -> None:
+    import subprocess
+    args = h.get("args") or [h["path"]]
+    env = dict(e.partition("=")[::2] for e in h.get("env", []))
+    timeout = h.get("timeout")
+    where = f"error running hook #{i}: hooks.{kind}[{i}] ({h['path']})"
+    try:
+        p = subprocess.Popen(args, executable=h["path"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                             close_fds=True, cwd=cwd)
+    except OSError as e:
+        raise PyruncError(f"{where}: cannot run: {e.strerror}") from None
+    try:
+        out, err = p.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise PyruncError(f"{where}: timed out after {timeout}s") from None
+    if p.returncode != 0:
+        detail = (err or out).decode(errors="replace").strip().splitlines()
+        raise PyruncError(f"{where}: {_how(p.returncode)}"
+                          + (f": {detail[-1]}" if detail else ""))
+
+
+def _how(returncode: int) -> str:
+    """Go's wording, as runc prints it: "exit status 3", "signal: bad system call"."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    import _signal
+    try:
+        name = _signal.strsignal(-returncode) or f"signal {-returncode}"
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"signal: {name[:1].lower()}{name[1:]}"
 
 
 def hook_state(cid: str, status: str, pid: int, bundle: str,

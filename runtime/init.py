@@ -72,7 +72,8 @@ def main(ctx: InitContext) -> None:
 
 
 def _run(ctx: InitContext) -> None:
-    spec, proc = ctx.spec, ctx.spec["process"]
+    spec = ctx.spec
+    proc = spec.get("process") or {}  # none: created, waits on exec.fifo, never started
     # Non-dumpable until execve: the container can't open our /proc/<pid>/exe or memory.
     # An unprivileged parent must still write our uid_map, which non-dumpable makes
     # root-owned: then we wait for "go" (sent after the maps) before turning it off.
@@ -88,7 +89,7 @@ def _run(ctx: InitContext) -> None:
         _join_cgroup_self(d)
     # Before any namespace join and pivot_root: libseccomp and the config come from the host.
     sec = None
-    if spec.get("linux", {}).get("seccomp") is not None:
+    if spec.get("linux", {}).get("seccomp") is not None and proc:
         from runtime.linux import seccomp
         sec = seccomp.prepare(spec["linux"]["seccomp"], "linux.seccomp", proc, state)
     if "user" in ctx.new_ns:
@@ -128,7 +129,9 @@ def _run(ctx: InitContext) -> None:
         if not reply or reply.get("type") != "hooks-done":
             os._exit(1)
     state["status"] = "created"
-    hooks.run("createContainer", spec.get("hooks", {}).get("createContainer", []), state)
+    # In the container's namespaces: its pid as the container sees it; cwd the rootfs (runc).
+    hooks.run("createContainer", spec.get("hooks", {}).get("createContainer", []),
+              dict(state, pid=os.getpid()), cwd=ctx.rootfs)
     if ctx.no_pivot:
         rootfs.move_root(ctx.rootfs)
     elif "mount" in ctx.new_ns:
@@ -145,6 +148,8 @@ def _run(ctx: InitContext) -> None:
         os.close(ctx.console_fd)
     ps.chdir_inside(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
+    if not proc:
+        _wait_without_process(ctx)  # never returns
     env = ps.build_env(proc)
     if sec is not None and sec.early:
         sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
@@ -161,8 +166,13 @@ def _run(ctx: InitContext) -> None:
     # `fifo` stays open until execve closes it (O_CLOEXEC): `start` waits for that EOF, so
     # its poststart hooks run after the user's program was executed, as the spec orders.
     try:
-        state["status"] = "running"
-        hooks.run("startContainer", spec.get("hooks", {}).get("startContainer", []), state)
+        # Still "created" (the user's program has not run); pid as the container sees it.
+        hooks.run("startContainer", spec.get("hooks", {}).get("startContainer", []),
+                  dict(state, pid=os.getpid()))
+    except PyruncError as e:
+        os.write(2, f"pyrunc: {e}\n".encode())
+        os._exit(1)  # as runc's init does
+    try:
         ps.reset_signals()
         ps.close_fds_from(3 + ctx.preserve_fds, keep=(fifo,))
         for fd in range(3, 3 + ctx.preserve_fds):
@@ -180,6 +190,18 @@ def _preload(ctx: InitContext) -> None:
         import runtime.console  # noqa: F401
     hooks_cfg = ctx.spec.get("hooks") or {}
     if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
+def _wait_without_process(ctx: InitContext) -> None:
+    """A config without process: report ready and hold exec.fifo like any created container.
+    `start` refuses such a container; if something opens the fifo anyway, exit with why."""
+    os.chdir("/")
+    ctx.channel.send({"type": "ready"})
+    ctx.channel.close()
+    fifo = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(fifo)
+    os.write(2, b"pyrunc: process: not in config.json, so there is nothing to start\n")
+    os._exit(1)
+
+
         import subprocess  # noqa: F401
 
 

@@ -21,7 +21,8 @@ _FORWARD = [s for s in sorted(signal.valid_signals())
 
 def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
     from runtime import spec as specmod
-    terminal = bool(specmod.load(os.path.abspath(opts.bundle))["process"].get("terminal"))
+    proc = specmod.load(os.path.abspath(opts.bundle)).get("process") or {}
+    terminal = bool(proc.get("terminal"))
     listener = tmpdir = None
     if terminal and not opts.console_socket:
         if detach:

@@ -13,7 +13,8 @@ def _hook(kind: str, out: str, extra: str = "", env: list[str] | None = None,
           timeout: int | None = None) -> dict:
     """A host-side hook (/bin/sh of the host) that records what it saw under `out`."""
     script = (f"cat > {out}/{kind}.json; readlink /proc/self/ns/mnt > {out}/{kind}.mnt; "
-              f"echo {kind} >> {out}/order; env > {out}/{kind}.env; {extra}")
+              f"echo {kind} >> {out}/order; env > {out}/{kind}.env; pwd > {out}/{kind}.cwd; "
+              f"{extra}")
     h = {"path": "/bin/sh", "args": ["sh", "-c", script], "env": env or ["FOO=bar"]}
     if timeout:
         h["timeout"] = timeout
@@ -24,7 +25,7 @@ def _in_container_hook(kind: str) -> dict:
     """startContainer runs after pivot_root: its path is resolved inside the container."""
     return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > /out/{kind}.json; "
                                         f"readlink /proc/self/ns/mnt > /out/{kind}.mnt; "
-                                        f"echo {kind} >> /out/order"]}
+                                        f"pwd > /out/{kind}.cwd; echo {kind} >> /out/order"]}
 
 
 def test_every_hook_at_its_point(pyrunc, bundle, tmp_path):
@@ -32,6 +33,7 @@ def test_every_hook_at_its_point(pyrunc, bundle, tmp_path):
     os.makedirs(out)
     cfg = bundle.config
     cfg["process"]["args"] = ["sleep", "30"]
+    cfg["process"]["cwd"] = "/tmp"
     cfg["mounts"].append({"destination": "/out", "type": "bind", "source": out,
                           "options": ["rbind", "rw"]})
     cfg["annotations"] = {"org.example.key": "value"}
@@ -51,11 +53,18 @@ def test_every_hook_at_its_point(pyrunc, bundle, tmp_path):
     assert open(f"{out}/createContainer.mnt").read().strip() == ctr_mnt
     for kind in ("prestart", "createRuntime", "createContainer"):
         st = json.load(open(f"{out}/{kind}.json"))
-        assert st["id"] == cid and st["pid"] == pid and st["bundle"] == bundle.path
+        # runtime-spec: the pid as the hook's own namespaces see it; created after step 2
+        want_pid = 1 if kind == "createContainer" else pid
+        assert st["id"] == cid and st["pid"] == want_pid and st["bundle"] == bundle.path
         assert st["annotations"] == {"org.example.key": "value"}
-        assert st["status"] in ("creating", "created")
+        assert st["status"] == "created", (kind, st)
         env = open(f"{out}/{kind}.env").read()
         assert "FOO=bar" in env and "PYTEST" not in env
+    # cwd as runc's: the bundle for runtime hooks, the (mounted) rootfs for createContainer
+    cwds = {k: open(f"{out}/{k}.cwd").read().strip() for k in ("prestart", "createRuntime",
+                                                                "createContainer")}
+    assert cwds == {"prestart": bundle.path, "createRuntime": bundle.path,
+                    "createContainer": os.path.realpath(bundle.rootfs)}
     pyrunc("start", cid, check=True)
     deadline = time.monotonic() + 5
     while len(open(f"{out}/order").read().split()) < 5 and time.monotonic() < deadline:
@@ -63,7 +72,11 @@ def test_every_hook_at_its_point(pyrunc, bundle, tmp_path):
     order = open(f"{out}/order").read().split()
     assert order[3:] == ["startContainer", "poststart"]
     assert open(f"{out}/startContainer.mnt").read().strip() == ctr_mnt
+    st = json.load(open(f"{out}/startContainer.json"))
+    assert (st["status"], st["pid"]) == ("created", 1)  # the program has not run yet
+    assert open(f"{out}/startContainer.cwd").read().strip() == "/tmp"  # process.cwd
     assert json.load(open(f"{out}/poststart.json"))["status"] == "running"
+    assert open(f"{out}/poststart.cwd").read().strip() == bundle.path
     pyrunc("kill", cid, "KILL", check=True)
     deadline = time.monotonic() + 5
     while pyrunc.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
@@ -80,7 +93,7 @@ def test_failing_prestart_cleans_everything(pyrunc, bundle, tmp_path):
     cid = pyrunc.new_id()
     p = pyrunc("create", "--bundle", bundle.path, cid)
     assert p.returncode != 0
-    assert b"hooks.prestart[0]" in p.stderr and b"boom" in p.stderr
+    assert b"error running hook #0: hooks.prestart[0]" in p.stderr and b"boom" in p.stderr
     assert not os.path.exists(os.path.join(pyrunc.root, cid))
     assert not cgroup_leftovers(cid)
     st = json.load(open(f"{out}/prestart.json"))
