@@ -59,8 +59,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
     rootfs = os.path.realpath(rootfs)
     if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise PyruncError("process.terminal is true but no --console-socket was given")
-    sd.make()
     _warn_labels(config, warn)
+    sd.make()
     pid = 0
     mgr = None
     opened: list[int] = []
@@ -171,13 +171,13 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                                                               "maskedPaths", "readonlyPaths")},
             "namespaces": sorted(new_ns | {t for t, _ in join_child}),
         }
+        if "process" in config:  # without one the container can be created, not started
+            state["process"] = config["process"]
         sd.save(state)
         if opts.pid_file:
             atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
         return state
     except BaseException:
-        if "process" in config:  # without one the container can be created, not started
-            state["process"] = config["process"]
         if pid > 0:
             _kill_and_reap(pid)
         if mgr is not None:
@@ -196,11 +196,6 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         sd.unlock()
 
 
-def _new_time_namespace(offsets: dict[str, Any]) -> None:
-    """unshare(CLONE_NEWTIME) here: our children (the init) start in it, with the offsets
-    written before any process lives there, as the kernel requires."""
-    if not os.path.exists("/proc/self/ns/time"):
-        raise PyruncError("linux.namespaces: this kernel has no time namespace")
 def _warn_labels(config: dict[str, Any], warn) -> None:
     """linux.mountLabel on a host without SELinux: nothing could use the label, so, like
     crun, run without it and say so once (engines send labels only when SELinux is on).
@@ -209,6 +204,11 @@ def _warn_labels(config: dict[str, Any], warn) -> None:
         warn("linux.mountLabel: ignored: SELinux is not enabled on this host")
 
 
+def _new_time_namespace(offsets: dict[str, Any]) -> None:
+    """unshare(CLONE_NEWTIME) here: our children (the init) start in it, with the offsets
+    written before any process lives there, as the kernel requires."""
+    if not os.path.exists("/proc/self/ns/time"):
+        raise PyruncError("linux.namespaces: this kernel has no time namespace")
     sc.unshare(sc.CLONE_NEWTIME)
     lines = []
     for clock, off in offsets.items():

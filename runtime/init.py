@@ -141,6 +141,8 @@ def _run(ctx: InitContext) -> None:
         os.chdir("/")
     _sysctl(spec.get("linux", {}).get("sysctl", {}))
     rootfs.finish(spec)
+    if not proc:
+        _wait_without_process(ctx)  # never returns
     user = proc.get("user", {})
     if ctx.console_fd is not None:
         from runtime.console import setup_console
@@ -148,8 +150,6 @@ def _run(ctx: InitContext) -> None:
         os.close(ctx.console_fd)
     ps.chdir_inside(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
-    if not proc:
-        _wait_without_process(ctx)  # never returns
     env = ps.build_env(proc)
     if sec is not None and sec.early:
         sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
@@ -183,13 +183,6 @@ def _run(ctx: InitContext) -> None:
         os._exit(127)
 
 
-def _preload(ctx: InitContext) -> None:
-    """Import now whatever the init needs later: after the switch to a mapped uid the venv
-    may be unreadable, and after pivot_root the host's stdlib is out of reach."""
-    if ctx.console_fd is not None:
-        import runtime.console  # noqa: F401
-    hooks_cfg = ctx.spec.get("hooks") or {}
-    if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
 def _wait_without_process(ctx: InitContext) -> None:
     """A config without process: report ready and hold exec.fifo like any created container.
     `start` refuses such a container; if something opens the fifo anyway, exit with why."""
@@ -202,6 +195,13 @@ def _wait_without_process(ctx: InitContext) -> None:
     os._exit(1)
 
 
+def _preload(ctx: InitContext) -> None:
+    """Import now whatever the init needs later: after the switch to a mapped uid the venv
+    may be unreadable, and after pivot_root the host's stdlib is out of reach."""
+    if ctx.console_fd is not None:
+        import runtime.console  # noqa: F401
+    hooks_cfg = ctx.spec.get("hooks") or {}
+    if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
 
 
