@@ -7,7 +7,6 @@ Kept thin and cheap to import: our own small parser (runtime/cliparse.py; argpar
 
 from __future__ import annotations
 
-import _signal as signal  # `signal` imports enum: ~1.5 ms
 import os
 import sys
 
@@ -98,18 +97,12 @@ cli_cgroups.register(COMMANDS)
 
 
 def parse_signal(text: str) -> int:
-    """'9', 'KILL', 'SIGKILL' and 'kill' all name SIGKILL."""
-    if text.isdigit():
-        num = int(text)
-        if 0 < num < signal.NSIG:
-            return num
-        raise PyruncError(f"invalid signal {text!r}")
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    sig = getattr(signal, name, None) if name.isidentifier() else None
-    if not isinstance(sig, int) or name.startswith("SIG_"):
-        raise PyruncError(f"invalid signal {text!r}")
-    return int(sig)
+    """kill's signal: a name or number (runtime/signals.py), and 0 as runc takes it."""
+    from runtime import signals  # only kill needs it
+    try:
+        return signals.parse(text, allow_zero=True)
+    except signals.InvalidSignal as e:
+        raise PyruncError(str(e)) from None
 
 
 def entry() -> None:

@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from runtime import signals
+
 DEFAULT_FILENAME = "Dockerfile"
 DEFAULT_ESCAPE = "\\"
 
@@ -706,31 +708,10 @@ def _parse_flags(cmd: str, words: list[str]) -> dict[str, Any]:
 # Validation helpers shared with expand.py
 
 
-_SIGNALS = {
-    "ABRT": 6, "ALRM": 14, "BUS": 7, "CHLD": 17, "CLD": 17, "CONT": 18, "FPE": 8, "HUP": 1,
-    "ILL": 4, "INT": 2, "IO": 29, "IOT": 6, "KILL": 9, "PIPE": 13, "POLL": 29, "PROF": 27,
-    "PWR": 30, "QUIT": 3, "SEGV": 11, "STKFLT": 16, "STOP": 19, "SYS": 31, "TERM": 15,
-    "TRAP": 5, "TSTP": 20, "TTIN": 21, "TTOU": 22, "UNUSED": 31, "URG": 23, "USR1": 10,
-    "USR2": 12, "VTALRM": 26, "WINCH": 28, "XCPU": 24, "XFSZ": 25, "RTMIN": 34, "RTMAX": 64,
-}
-for _n in range(1, 16):
-    _SIGNALS[f"RTMIN+{_n}"] = 34 + _n
-    _SIGNALS[f"RTMAX-{_n}"] = 64 - _n
-
-
 def parse_signal(text: str) -> int:
-    """A signal name (`SIGTERM`, `TERM`, `RTMIN+3`) or number -> its number (Linux)."""
-    if text.isdigit():
-        n = int(text)
-        if n == 0 or n >= 1 << 32:
-            raise ValueError(f"invalid signal: {text}")
-        return n
-    name = text.upper()
-    if name.startswith("SIG"):
-        name = name[3:]
-    if name not in _SIGNALS:
-        raise ValueError(f"invalid signal: {text}")
-    return _SIGNALS[name]
+    """A STOPSIGNAL's number (runtime/signals.py: `SIGTERM`, `TERM`, `RTMIN+3`, `9`; not 0);
+    ValueError if it names no signal."""
+    return signals.parse(text)
 
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
+from runtime import signals
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -27,17 +28,14 @@ def parse_bytes(text: str) -> int:
 
 
 def parse_signal(text: str | int | None, default: int = signal.SIGTERM) -> int:
+    """A stop/kill signal as docker takes it (runtime/signals.py: names, numbers, RTMIN+n;
+    not 0); None or "" is `default`."""
     if text is None or text == "":
         return default
-    if isinstance(text, int) or str(text).isdigit():
-        return int(text)
-    name = str(text).upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
     try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ContainerError(f"invalid signal {text!r}") from None
+        return signals.parse(str(text))
+    except signals.InvalidSignal as e:
+        raise ContainerError(str(e)) from None
 
 
 def _records(args: argparse.Namespace) -> Records:
