@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-from runtime import OCI_VERSION, __version__, cli_cgroups, jsonio
-from runtime.cliparse import Arg, Command, Opt, UsageError, help_text, parse, usage_error
+from runtime import cli_cgroups, jsonio
+from runtime.cliparse import Arg, Command, Opt, UnknownCommand, UsageError, parse, usage_error
 from runtime.errors import PyruncError
 from runtime.log import Logger
 from runtime.state import DEFAULT_ROOT
-
-ABOUT = "An OCI runtime with runc's command line (build, ship, run: this is the run)."
 
 GLOBAL = [
     Opt("--version", "-v", help="print the version"),
@@ -43,7 +41,7 @@ _ID = [Arg("id", "the container id")]
 
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("spec", "write a default config.json",
-            [Opt("--bundle", "-b", value="DIR", default="."),
+            [Opt("--bundle", "-b", value="DIR", default=".", help="the bundle directory"),
              Opt("--rootless", help="a config for a user namespace")]),
     Command("create", "create a container, its init waiting for start", _CREATE_OPTS, _ID),
     Command("run", "create and start a container, wait for it, delete it",
@@ -58,7 +56,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("delete", "delete a stopped container (--force: any)",
             [Opt("--force", "-f", help="kill the container first if it runs")], _ID),
     Command("list", "list containers",
-            [Opt("--format", "-f", value="FMT", default="table", choices=("table", "json")),
+            [Opt("--format", "-f", value="FMT", default="table", choices=("table", "json"),
+                 help="table or json"),
              Opt("--quiet", "-q", help="ids only")]),
     Command("pause", "freeze every process of a container", [], _ID),
     Command("resume", "thaw a paused container", [], _ID),
@@ -115,18 +114,22 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status as runc's: 0, 1 for a failure or a usage error,
+    3 for an unknown command, 255 for a failure of exec itself (else the process's)."""
     try:
         args = parse(sys.argv[1:] if argv is None else argv, GLOBAL, COMMANDS)
+    except UnknownCommand as e:
+        from runtime.clihelp import no_topic
+        sys.stderr.write(f"pyrunc: {no_topic(e.name)}\n")
+        return 3
     except UsageError as e:
         return usage_error("pyrunc", str(e))
-    if args.help or (not args.command and not args.version):
-        sys.stdout.write(help_text("pyrunc", ABOUT, GLOBAL, COMMANDS, args.command))
-        return 0
+    if args.help or args.version or not args.command:
+        return _help_or_version(args)
     log = Logger(args.log, args.log_format, args.debug)
-    if args.version:
-        print(f"pyrunc version {__version__}\nspec: {OCI_VERSION}")
-        return 0
+    fail = 255 if args.command == "exec" else 1
     try:
+        log.open()
         if args.systemd_cgroup:
             raise PyruncError("--systemd-cgroup is not supported: pyrunc manages cgroupfs "
                               "directly (drop the flag or set SystemdCgroup=false)")
@@ -135,9 +138,39 @@ def main(argv: list[str] | None = None) -> int:
         return HANDLERS[args.command](args, log)
     except PyruncError as e:
         log.error(str(e))
-        return 1
+        return fail
+    except OSError as e:
+        log.error(_os_error(e))
+        return fail
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: still one line; the traceback only with --debug
+        log.error(f"internal error: {type(e).__name__}: {e}")
+        if log.debug_enabled:
+            import traceback
+            log.debug(traceback.format_exc())
+        return fail
+
+
+def _help_or_version(args) -> int:
+    from runtime import clihelp
+    if args.version and not args.help:
+        sys.stdout.write(clihelp.version_text("pyrunc"))
+        return 0
+    topic = args.topic or args.command
+    if topic is None:
+        sys.stdout.write(clihelp.app_help("pyrunc", GLOBAL, COMMANDS))
+    elif topic in COMMANDS:
+        sys.stdout.write(clihelp.command_help("pyrunc", COMMANDS[topic]))
+    else:
+        sys.stderr.write(f"pyrunc: {clihelp.no_topic(topic)}\n")
+        return 3
+    return 0
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError in one line, naming the file: `open FILE: No such file or directory`."""
+    return f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
 
 
 def cmd_spec(args, log: Logger) -> int:
@@ -176,7 +209,9 @@ def _create_opts(args):
 
 def cmd_create(args, log: Logger) -> int:
     from runtime.create import create
-    create(_create_opts(args), warn=log.warn)
+    log.debug("create: bundle", bundle=args.bundle, id=args.id)
+    state = create(_create_opts(args), warn=log.warn)
+    log.debug("create: init process started, waiting for start", pid=state["pid"])
     return 0
 
 
@@ -192,6 +227,7 @@ def _container(args):
 
 def cmd_start(args, log: Logger) -> int:
     _container(args).start(log.warn)
+    log.debug("start: container process released", id=args.id)
     return 0
 
 
@@ -215,6 +251,7 @@ def cmd_delete(args, log: Logger) -> int:
             return 0  # runc: delete --force of an unknown id succeeds quietly
         raise
     c.delete(args.force, log.warn)
+    log.debug("delete: container removed", id=args.id)
     return 0
 
 
@@ -230,23 +267,52 @@ def cmd_resume(args, log: Logger) -> int:
 
 def cmd_list(args, log: Logger) -> int:
     from runtime.container import list_containers
-    items = [c.public() for c in list_containers(args.root)]
+    items = [_list_item(c) for c in list_containers(args.root)]
     if args.quiet:
         for it in items:
             print(it["id"])
     elif args.format == "json":
-        print(jsonio.dumps(items))
+        print(jsonio.dumps_go(items) if items else "null")  # Go's nil slice, as runc
     else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(i["id"], str(i["pid"]), i["status"], i["bundle"], i["created"],
-                  i.get("owner") or "root") for i in items]
-        widths = [max(len(r[c]) for r in rows) for c in range(6)]
-        for r in rows:
-            print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [[i["id"], str(i["pid"]), i["status"], i["bundle"], i["created"], i["owner"]]
+                 for i in items]
+        sys.stdout.write(_tabwriter(rows))
     return 0
 
 
+def _list_item(c) -> dict:
+    """One container as runc's list shows it: state's fields in runc's order, the owner
+    being the name of the state directory's owner (#UID when it has none)."""
+    st = c.public()
+    uid = os.stat(c.dir.path).st_uid
+    import pwd
+    try:
+        owner = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        owner = f"#{uid}"
+    return dict(st, owner=owner)  # public() has runc's field order
+
+
+def _tabwriter(rows: list[list[str]]) -> str:
+    """Columns as Go's tabwriter (minwidth 12, padding 3) lays out runc's list: every column
+    but the last as wide as its widest cell plus 3, at least 12."""
+    widths = [max(12, max(len(r[c]) for r in rows) + 3) for c in range(len(rows[0]) - 1)]
+    return "".join("".join(v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + r[-1]
+                   + "\n" for r in rows)
+
+
 def cmd_exec(args, log: Logger) -> int:
+    """exec; its own failures say "exec failed: ..." and exit 255, as runc's."""
+    try:
+        return _exec(args, log)
+    except PyruncError as e:
+        raise PyruncError(f"exec failed: {e}") from None
+    except OSError as e:
+        raise PyruncError(f"exec failed: {_os_error(e)}") from None
+
+
+def _exec(args, log: Logger) -> int:
     from runtime.exec import ExecOptions, exec_in, process_from_flags, wait_forwarding
     if args.apparmor or args.process_label:
         raise PyruncError("exec: --apparmor/--process-label need AppArmor/SELinux, which this "
@@ -256,7 +322,9 @@ def cmd_exec(args, log: Logger) -> int:
         try:
             with open(args.process, "rb") as f:
                 proc = jsonio.loads(f.read())
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise PyruncError(f"--process {args.process}: {e.strerror}") from None
+        except ValueError as e:
             raise PyruncError(f"--process {args.process}: {e}") from None
         if args.tty:
             proc["terminal"] = True
@@ -267,12 +335,36 @@ def cmd_exec(args, log: Logger) -> int:
         proc = process_from_flags(c.state.get("process", {}), args.argv, args.env,
                                   args.cwd, args.user, args.additional_gids, args.cap,
                                   args.no_new_privs, args.tty)
-    opts = ExecOptions(proc, args.detach, args.pid_file, args.console_socket,
+    # the pid file is written here, so that a bad path kills the process it names
+    opts = ExecOptions(proc, args.detach, None, args.console_socket,
                        args.preserve_fds, args.ignore_paused)
+    log.debug("exec: joining the container", id=c.id, init=c.pid)
     pid, master = exec_in(c, opts)
+    log.debug("exec: process started", pid=pid)
+    if args.pid_file:
+        _exec_pid_file(args.pid_file, pid, master)
     if args.detach:
         return 0
-    return wait_forwarding(pid, master)
+    status = wait_forwarding(pid, master)
+    log.debug("exec: process exited", pid=pid, status=status)
+    return status
+
+
+def _exec_pid_file(path: str, pid: int, master: int | None) -> None:
+    """Write exec's --pid-file; when that fails, SIGKILL and reap the process (as runc)."""
+    from runtime.state import atomic_write
+    try:
+        atomic_write(os.path.abspath(path), str(pid).encode(), 0o644)
+    except OSError as e:
+        import _signal
+        try:
+            os.kill(pid, _signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        if master is not None:
+            os.close(master)
+        raise PyruncError(f"--pid-file {path}: {e.strerror}") from None
 
 
 def cmd_features(args, log: Logger) -> int:

@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 
 
 class UsageError(Exception):
-    """Bad command line: printed with a hint to --help, exit status 2."""
+    """Bad command line: printed with a hint to --help, exit status 1 (runc's)."""
+
+
+class UnknownCommand(UsageError):
+    """A command name pyrunc does not have (runc: "No help topic for 'x'", exit status 3)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class Opt:
@@ -125,14 +133,18 @@ def parse(argv: list[str], global_opts: list[Opt],
           commands: dict[str, Command]) -> Namespace:
     ns: dict[str, Any] = {o.dest: ([] if o.multi else o.default) for o in global_opts}
     ns["help"] = False
+    ns["topic"] = None
     i = _parse_opts(argv, 0, global_opts, ns, None)
     if i >= len(argv):
         ns["command"] = None
         return Namespace(**ns)
     name = argv[i]
+    if name in ("help", "h"):  # `help [command]`, as runc's
+        ns.update(command=None, help=True, topic=argv[i + 1] if i + 1 < len(argv) else None)
+        return Namespace(**ns)
     cmd = commands.get(name)
     if cmd is None:
-        raise UsageError(f"no such command: {name}")
+        raise UnknownCommand(name)
     ns["command"] = name
     for o in cmd.opts:
         ns[o.dest] = [] if o.multi else o.default
@@ -155,31 +167,6 @@ def parse(argv: list[str], global_opts: list[Opt],
     return Namespace(**ns)
 
 
-def _opt_line(o: Opt) -> str:
-    spell = ", ".join(o.names) + (f" {o.value}" if o.value else "")
-    extra = f" (default {o.default})" if o.value and o.default not in (None, "", [], 0) else ""
-    return f"   {spell:<28} {o.help}{extra}"
-
-
-def help_text(prog: str, about: str, global_opts: list[Opt], commands: dict[str, Command],
-              command: str | None = None) -> str:
-    if command:
-        c = commands[command]
-        usage = " ".join([f"{prog} {c.name}", "[options]"] +
-                         [f"[{a.dest}...]" if a.rest else f"[{a.dest}]" if a.optional
-                          else f"<{a.dest}>" for a in c.args])
-        lines = [f"usage: {usage}", "", c.help]
-        if c.opts:
-            lines += ["", "options:"] + [_opt_line(o) for o in c.opts]
-        return "\n".join(lines) + "\n"
-    lines = [f"usage: {prog} [global options] <command> [options] [args]", "", about, "",
-             "commands:"]
-    lines += [f"   {c.name:<12} {c.help}" for c in commands.values()]
-    lines += ["", "global options:"] + [_opt_line(o) for o in global_opts]
-    lines += ["", f"Run '{prog} <command> --help' for a command's options."]
-    return "\n".join(lines) + "\n"
-
-
 def usage_error(prog: str, msg: str) -> int:
     sys.stderr.write(f"{prog}: {msg}\n(see '{prog} --help')\n")
-    return 2
+    return 1

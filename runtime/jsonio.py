@@ -59,6 +59,21 @@ def _no_default(o: Any) -> Any:
 _encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None, ": ",
                              ", ", False, False, True)
 _str = _json.encode_basestring_ascii
+_compact = _json.make_encoder(None, _no_default, _json.encode_basestring, None, ":", ",",
+                              False, False, True)
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+               ("\u2029", "\\u2029"))
+
+
+def dumps_go(obj: Any) -> str:
+    """obj as Go's encoding/json writes it (runc's `list --format json`, logrus' JSON lines):
+    no spaces, non-ASCII as UTF-8, and <, >, &, U+2028, U+2029 escaped. Those characters
+    only ever occur inside strings, so they are replaced in the whole text."""
+    out = "".join(_compact(obj, 0))
+    for raw, esc in _GO_ESCAPES:
+        if raw in out:
+            out = out.replace(raw, esc)
+    return out
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:

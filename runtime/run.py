@@ -36,6 +36,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
         listener.listen(1)
     try:
         state = create(opts, warn=log.warn)
+        log.debug("run: init process created", id=opts.cid, pid=state["pid"])
         c = Container(opts.root, opts.cid)
         master = None
         if listener is not None:
@@ -48,6 +49,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
         except PyruncError:
             c.delete(True, log.warn)
             raise
+        log.debug("run: container process released", id=opts.cid)
         if detach:
             return 0
         pid = state["pid"]
@@ -57,6 +59,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
             except (OSError, ValueError):
                 pass
         status = _proxy_and_wait(pid, master) if master is not None else _wait(pid)
+        log.debug("run: process exited", pid=pid, status=status)
         if not keep:
             Container(opts.root, opts.cid).delete(True, log.warn)
         return status

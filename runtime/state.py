@@ -191,8 +191,8 @@ def public_state(state: dict[str, Any], status: str) -> dict[str, Any]:
         "bundle": state["bundle"],
         "rootfs": state["rootfs"],
         "created": state["created"],
-        "owner": state.get("owner", ""),
     }
     if state.get("annotations"):
         out["annotations"] = state["annotations"]
+    out["owner"] = state.get("owner", "")  # after annotations: runc's field order
     return out

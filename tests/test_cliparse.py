@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runtime.cli import COMMANDS, GLOBAL, parse_signal
-from runtime.cliparse import UsageError, help_text, parse
+from runtime.clihelp import app_help, command_help
+from runtime.cliparse import UnknownCommand, UsageError, parse
 from runtime.errors import PyruncError
 
 
@@ -40,7 +41,7 @@ def test_go_style_single_dash_and_interspersed():
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["nosuch"], "no such command"),
+    (["nosuch"], "nosuch"),
     (["create"], "missing argument <id>"),
     (["state", "a", "b"], "unexpected argument"),
     (["create", "--bogus", "x"], "flag provided but not defined: --bogus"),
@@ -54,12 +55,24 @@ def test_usage_errors(argv, msg):
 
 
 def test_help_lists_every_command_and_option():
-    top = help_text("pyrunc", "x", GLOBAL, COMMANDS)
+    top = app_help("pyrunc", GLOBAL, COMMANDS)
     for name in COMMANDS:
         assert f"   {name} " in top
-    sub = help_text("pyrunc", "x", GLOBAL, COMMANDS, "create")
-    assert "--console-socket" in sub and "<id>" in sub
+    sub = command_help("pyrunc", COMMANDS["create"])
+    assert "--console-socket value" in sub and "<container-id>" in sub
     assert p("create", "--help").help
+
+
+def test_help_topics_and_unknown_commands():
+    a = p("help", "list")
+    assert (a.help, a.command, a.topic) == (True, None, "list")
+    a = p("h")
+    assert (a.help, a.topic) == (True, None)
+    a = p("list", "-h")
+    assert (a.help, a.command) == (True, "list")
+    with pytest.raises(UnknownCommand) as e:
+        p("foo", "-h")
+    assert e.value.name == "foo"
 
 
 def test_signals():
