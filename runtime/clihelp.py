@@ -27,9 +27,15 @@ def no_topic(name: str) -> str:
 
 
 def version_text(prog: str) -> str:
-    """`-v`/`--version`: runc's line shape, our own name and numbers."""
-    return (f"{prog} version {__version__}\ncommit: {git_commit()}\nspec: {OCI_VERSION}\n"
+    """`-v`/`--version`: runc's line shape, our own name and numbers (python where runc says
+    go; libseccomp when it loads, as runc prints the one it is linked with)."""
+    text = (f"{prog} version {__version__}\ncommit: {git_commit()}\nspec: {OCI_VERSION}\n"
             f"python: {sys.version.split()[0]}\n")
+    try:
+        from runtime.linux import seccomp
+        return text + f"libseccomp: {seccomp.version()}\n"
+    except Exception:  # noqa: BLE001 - no libseccomp: no line, as a runc built without it
+        return text
 
 
 def git_commit() -> str:
