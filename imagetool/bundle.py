@@ -157,10 +157,12 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
            entrypoint: list[str] | None = None, cmd: list[str] | None = None,
            env: list[str] | None = None, user: str | None = None, workdir: str | None = None,
            hostname: str | None = None, seccomp: bool = True,
-           terminal: bool = False) -> dict[str, Any]:
+           terminal: bool = False, default_cmd: list[str] | None = None) -> dict[str, Any]:
     """Make the runtime bundle `bundle` from the stored image `name`. Returns the metadata
-    written to BUNDLE/imagetool.json. Raises BundleError (or LayerError/UnsafeLayer for a
-    refused layer) with nothing left behind."""
+    written to BUNDLE/imagetool.json. Without any command (no Entrypoint or Cmd in the image,
+    none given) the process runs `default_cmd` (umoci's is ["sh"]), and the metadata says so
+    as "defaultCmd"; with no `default_cmd`, that is a BundleError. Raises BundleError (or
+    LayerError/UnsafeLayer for a refused layer) with nothing left behind."""
     if mode not in MODES:
         raise BundleError(f"unknown unpack mode {mode!r} (want one of {', '.join(MODES)})")
     bundle = os.path.abspath(bundle)
@@ -174,12 +176,18 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
         raise BundleError(f"cannot create bundle {bundle}: {os.path.dirname(bundle)} does "
                           "not exist")
     rootfs = os.path.join(bundle, "rootfs")
-    mounted = False
+    mounted = defaulted = False
     try:
         with store.lease():
             parts = image_parts(store, name)
             # no command is known from the config alone: say so before unpacking anything
-            convert.command(parts["config"].get("config") or {}, entrypoint, cmd)
+            try:
+                convert.command(parts["config"].get("config") or {}, entrypoint, cmd)
+            except convert.ConvertError:
+                if not default_cmd:
+                    raise
+                cmd = list(default_cmd)
+                defaulted = True
             if not existed:
                 os.mkdir(bundle, 0o700)
             os.mkdir(rootfs, 0o755)
@@ -213,6 +221,8 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
         meta = {"image": parts["name"], "manifest": parts["manifest_desc"]["digest"],
                 "config": parts["config_desc"]["digest"], "mode": mode,
                 "layers": [d["digest"] for d, _ in chain]}
+        if defaulted:
+            meta["defaultCmd"] = cmd
         _atomic_json(os.path.join(bundle, "config.json"), spec)
         _atomic_json(os.path.join(bundle, METADATA), meta)
         return meta

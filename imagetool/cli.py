@@ -210,10 +210,14 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     if args.entrypoint is not None:  # "" clears the image's entrypoint, as in docker run
         entrypoint = importer.parse_cmd(args.entrypoint, "--entrypoint") \
             if args.entrypoint.strip() else []
-    bundle.unpack(store, name, args.bundle, mode=args.mode, entrypoint=entrypoint,
-                  cmd=importer.parse_cmd(args.cmd, "--cmd") if args.cmd else None,
-                  env=args.env, user=args.user, workdir=args.workdir, hostname=args.hostname,
-                  seccomp=not args.no_seccomp)
+    meta = bundle.unpack(store, name, args.bundle, mode=args.mode, entrypoint=entrypoint,
+                         cmd=importer.parse_cmd(args.cmd, "--cmd") if args.cmd else None,
+                         env=args.env, user=args.user, workdir=args.workdir,
+                         hostname=args.hostname, seccomp=not args.no_seccomp,
+                         default_cmd=["sh"])   # umoci's default process
+    if "defaultCmd" in meta:
+        print(f"imagetool: unpack: {name} has no command (no Entrypoint or Cmd) and none was "
+              f"given: the bundle runs {' '.join(meta['defaultCmd'])}", file=sys.stderr)
     return 0
 
 
@@ -396,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="copy (default): a standalone rootfs; overlay: an overlay mount over "
                     "cached layer snapshots (unmount BUNDLE/rootfs before deleting it)")
     sp.add_argument("--entrypoint", help='override: JSON array or shell string ("" clears it)')
-    sp.add_argument("--cmd", help="override the command: JSON array or shell string")
+    sp.add_argument("--cmd", help="override the command: JSON array or shell string (an "
+                    "image without Entrypoint or Cmd gets sh, as with umoci)")
     sp.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="repeatable")
     sp.add_argument("-u", "--user", help="user[:group], names looked up in the rootfs")
     sp.add_argument("-w", "--workdir", help="working directory inside the container")

@@ -139,7 +139,7 @@ def _read_status(fd: int) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from imagetool import bundle
+    from imagetool import bundle, convert
     from imagetool.run import monitor, ports
     from imagetool.store import Store
     store = Store(args.root)
@@ -157,6 +157,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
     cmd = list(args.command) if args.command else None
+    try:   # unlike unpack (umoci's sh), run refuses an image without a command, as docker does
+        convert.command(iconf, entrypoint, cmd)
+    except convert.ConvertError:
+        print(f"imagetool: run: no command specified: nothing to run for {parts['name']} (no "
+              "Entrypoint or Cmd): give a command after the image", file=sys.stderr)
+        return 125
     rec = recs.new(args.name, {
         "Image": parts["name"], "ImageID": parts["config_desc"]["digest"],
         "Path": "", "Args": [],
