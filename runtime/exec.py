@@ -1,8 +1,9 @@
 """`exec`: run another process inside a running container.
 
-An intermediate child joins the container's cgroup and each of its namespaces (user first,
-mount last; after setns(pid) only children land in the pid namespace), then clones the real
-process with CLONE_PARENT so that `pyrunc exec` itself is its parent and can wait for it.
+An intermediate child joins the container's cgroup and every namespace of its init that is
+not ours, however the container got it: its own, joined by path or inherited (after setns(pid)
+and setns(time) only children land there), then clones the real process with CLONE_PARENT so
+that `pyrunc exec` itself is its parent and can wait for it.
 That process gets the same setup as the init (rlimits, user, capabilities, no_new_privs,
 non-dumpable until execve) and reports failures over a pipe that execve closes.
 """
@@ -16,6 +17,7 @@ from runtime import jsonio
 from runtime.cgroups import load_manager
 from runtime.container import Container
 from runtime.errors import PyruncError
+from runtime.linux import nsjoin
 from runtime.linux import process_setup as ps
 from runtime.linux import syscalls as sc
 from runtime.spec import check_process
@@ -25,11 +27,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 CLONE_PARENT = 0x00008000
-# setns order: the user namespace first (it grants the rights for the rest), mount last.
-_NS_ORDER = [("user", "user", sc.CLONE_NEWUSER), ("ipc", "ipc", sc.CLONE_NEWIPC),
-             ("uts", "uts", sc.CLONE_NEWUTS), ("network", "net", sc.CLONE_NEWNET),
-             ("pid", "pid", sc.CLONE_NEWPID), ("cgroup", "cgroup", sc.CLONE_NEWCGROUP),
-             ("time", "time", sc.CLONE_NEWTIME), ("mount", "mnt", sc.CLONE_NEWNS)]
 
 
 class ExecOptions:
@@ -99,14 +96,13 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         from runtime.linux import seccomp
         st_now = dict(c.public(), status="running")
         sec = seccomp.prepare(seccomp_cfg, "linux.seccomp", proc, st_now)
-    fds: list[tuple[int, int]] = []
+    fds: list[tuple[str, int, int]] = []
     console_fd = None
     rfd, wfd = os.pipe()
     try:
-        for nstype, fname, flag in _NS_ORDER:
-            if nstype in c.state.get("namespaces", []):
-                fds.append((os.open(f"/proc/{c.pid}/ns/{fname}", os.O_RDONLY | os.O_CLOEXEC),
-                            flag))
+        fds = nsjoin.open_namespaces(c.pid)
+        if c.status() == "stopped":  # the pid was the init's when we opened its namespaces
+            raise PyruncError(f"cannot exec in a stopped container {c.id}: container not running")
         if opts.console_socket:
             from runtime.create import _connect_console
             console_fd = _connect_console(opts.console_socket)
@@ -129,8 +125,7 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
             atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
         return pid, master
     finally:
-        for fd, _flag in fds:
-            os.close(fd)
+        nsjoin.close_all(fds)
         for fd in (rfd, wfd, console_fd):
             if fd is not None and fd >= 0:
                 os.close(fd)
@@ -191,14 +186,13 @@ def _error_text(e: BaseException) -> str:
 
 
 def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds, sec) -> None:
-    """In the forked child: cgroup, then setns in order, then clone the process."""
+    """In the forked child: cgroup, then the namespaces, then clone the process."""
     try:
         os.close(rfd)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if mgr is not None:
             mgr.apply(os.getpid())
-        for fd, flag in fds:
-            sc.setns(fd, flag)
+        nsjoin.join(fds)
         pid = sc.clone(CLONE_PARENT)
         if pid == 0:
             _process(wfd, proc, console_fd, preserve_fds, sec)
