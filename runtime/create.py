@@ -18,6 +18,7 @@ from runtime.errors import PyruncError
 from runtime.init import NS_FLAGS, InitContext
 from runtime.init import main as init_main
 from runtime.linux import syscalls as sc
+from runtime.linux.mounts import open_bind_sources
 from runtime.state import StateDir, atomic_write, now_rfc3339, proc_start_time
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -120,6 +121,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         # cgroup.procs, whatever is left. A new user namespace can't write host cgroupfs.
         self_join = mgr.v1_dirs() if mgr is not None and "user" not in new_ns else []
         ctx.self_join = self_join
+        if "user" in new_ns or any(t == "user" for t, _ in join_child):
+            # Bind sources the user namespace's root may not reach: opened now, as root.
+            ctx.mount_fds = open_bind_sources(config.get("mounts") or [], bundle)
+            opened.extend(ctx.mount_fds.values())
         pid, born_in = _spawn_init(flags, mgr)
         if pid == 0:
             sd.unlock()  # flock is per open file: our copy would block `start` forever

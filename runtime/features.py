@@ -7,7 +7,13 @@ import os
 
 from runtime import OCI_VERSION
 from runtime.linux.capabilities import CAPS
-from runtime.linux.mounts import _FLAGS, PROPAGATION
+from runtime.linux.mounts import (
+    _FLAGS,
+    PROPAGATION,
+    RECURSIVE,
+    RECURSIVE_ATIME,
+    has_mount_setattr,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +25,9 @@ NAMESPACES = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
 
 
 def features() -> dict[str, Any]:
-    mount_options = sorted(set(_FLAGS) | set(PROPAGATION) | {"tmpcopyup"})
+    # The recursive options only where the kernel has mount_setattr(2) (Linux 5.12).
+    recursive = set(RECURSIVE) | set(RECURSIVE_ATIME) if has_mount_setattr() else set()
+    mount_options = sorted(set(_FLAGS) | set(PROPAGATION) | recursive | {"tmpcopyup"})
     linux: dict[str, Any] = {
         "namespaces": [n for n in NAMESPACES
                        if n != "time" or os.path.exists("/proc/self/ns/time")],

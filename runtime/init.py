@@ -53,6 +53,7 @@ class InitContext:
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
         self.self_join: list[str] = []  # cgroup v1 dirs we move ourselves into ("0" > tasks)
+        self.mount_fds: dict[int, int] = {}  # mount index -> detached bind source (userns)
 
 
 def main(ctx: InitContext) -> None:
@@ -120,9 +121,12 @@ def _run(ctx: InitContext) -> None:
         _loopback_up()
     ps.set_oom_score_adj(proc.get("oomScoreAdj"))
     mount_ctx = {"userns": "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds),
-                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup}
+                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup,
+                 "mount_fds": ctx.mount_fds}
     if "mount" in ctx.new_ns:
         rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
+    for fd in ctx.mount_fds.values():
+        os.close(fd)  # never into the container, whatever --preserve-fds reaches
     if ctx.has_runtime_hooks:
         ctx.channel.send({"type": "hooks"})
         reply = ctx.channel.recv()
@@ -141,6 +145,8 @@ def _run(ctx: InitContext) -> None:
         os.chdir("/")
     _sysctl(spec.get("linux", {}).get("sysctl", {}))
     rootfs.finish(spec)
+    if "mount" in ctx.new_ns:
+        rootfs.late_propagation(spec)  # last: an unbindable root can't be bound from
     if not proc:
         _wait_without_process(ctx)  # never returns
     user = proc.get("user", {})

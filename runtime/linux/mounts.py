@@ -45,13 +45,38 @@ PROPAGATION = {
 _IGNORED = {"tmpcopyup", "idmap", "ridmap", "defaults"}
 
 
+# Recursive options (runtime-spec 1.1): option -> (clear, MOUNT_ATTR_*), applied to the mount
+# and every submount with mount_setattr(2).
+RECURSIVE: dict[str, tuple[bool, int]] = {
+    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME),
+    "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+# The access-time mode is one value, not a flag: the last of these wins. The negations go
+# back to the kernel's default (relatime), except norelatime, which asks for full updates.
+RECURSIVE_ATIME = {
+    "rrelatime": sc.MOUNT_ATTR_RELATIME, "rnoatime": sc.MOUNT_ATTR_NOATIME,
+    "rstrictatime": sc.MOUNT_ATTR_STRICTATIME, "ratime": sc.MOUNT_ATTR_RELATIME,
+    "rnostrictatime": sc.MOUNT_ATTR_RELATIME, "rnorelatime": sc.MOUNT_ATTR_STRICTATIME,
+}
+
+
 class MountOptions:
-    """A mount's options split into flags, propagation changes, and filesystem data."""
+    """A mount's options split into flags, propagation changes, filesystem data, and the
+    recursive attributes (set, clear; `rec_opts` names them for errors)."""
 
     def __init__(self) -> None:
         self.flags = 0
         self.propagation: list[int] = []
         self.data: list[str] = []
+        self.rec_set = 0
+        self.rec_clr = 0
+        self.rec_opts: list[str] = []
 
 
 def parse_options(options: list[str]) -> MountOptions:
@@ -60,6 +85,8 @@ def parse_options(options: list[str]) -> MountOptions:
         if opt in _FLAGS:
             clear, flag = _FLAGS[opt]
             out.flags = out.flags & ~flag if clear else out.flags | flag
+        elif opt in RECURSIVE or opt in RECURSIVE_ATIME:
+            _add_recursive(out, opt)
         elif opt in PROPAGATION:
             out.propagation.append(PROPAGATION[opt])
         elif opt in _IGNORED:
@@ -67,6 +94,44 @@ def parse_options(options: list[str]) -> MountOptions:
         else:
             out.data.append(opt)
     return out
+
+
+def _add_recursive(out: MountOptions, opt: str) -> None:
+    out.rec_opts.append(opt)
+    if opt in RECURSIVE_ATIME:
+        out.rec_set = (out.rec_set & ~sc.MOUNT_ATTR__ATIME) | RECURSIVE_ATIME[opt]
+        out.rec_clr |= sc.MOUNT_ATTR__ATIME  # the kernel wants the whole field cleared
+        return
+    clear, flag = RECURSIVE[opt]
+    if clear:
+        out.rec_set &= ~flag
+        out.rec_clr |= flag
+    else:
+        out.rec_set |= flag
+        out.rec_clr &= ~flag
+
+
+def apply_recursive(fd: int, opts: MountOptions, dest: str) -> None:
+    """Give the mount at `fd` and all its submounts the recursive attributes."""
+    if not opts.rec_opts:
+        return
+    try:
+        sc.mount_setattr(fd, opts.rec_set, opts.rec_clr)
+    except OSError as e:
+        if e.errno in (38, 22) and not has_mount_setattr():  # ENOSYS, EINVAL
+            raise PyruncError(f"mount {dest}: options {','.join(opts.rec_opts)} need "
+                              "mount_setattr(2) (Linux 5.12 or later)") from None
+        raise PyruncError(f"mount {dest}: cannot apply {','.join(opts.rec_opts)}: "
+                          f"{e.strerror}") from None
+
+
+def has_mount_setattr() -> bool:
+    """Probe with an invalid call: ENOSYS when the kernel lacks the syscall."""
+    try:
+        sc.mount_setattr(-1, 0, 0)
+    except OSError as e:
+        return e.errno != 38
+    return True
 
 
 _STATVFS_TO_MS = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
@@ -115,43 +180,38 @@ def _make_target(rootfs: str, dest: str, is_file: bool) -> str:
     return resolved
 
 
-def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]) -> None:
-    """Mount one config entry inside rootfs. `ctx` carries cgroup paths and namespaces."""
+def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any],
+                src_fd: int | None = None) -> None:
+    """Mount one config entry inside rootfs. `ctx` carries cgroup paths and namespaces;
+    `src_fd`, a detached copy of a bind source (see open_bind_sources), replaces the source.
+    A read-only /dev is mounted writable here: finish() makes it read-only after its
+    devices and submounts are in place."""
     mtype = m.get("type", "") or ""
     opts = parse_options(m.get("options", []))
+    dest = m["destination"]
+    if os.path.normpath(dest) == "/dev":
+        opts.flags &= ~sc.MS_RDONLY
+    if mtype in ("proc", "sysfs"):
+        _check_plain_dir(rootfs, dest, mtype)
     source = m.get("source", "") or ""
     is_bind = bool(opts.flags & sc.MS_BIND) or mtype == "bind"
     if mtype == "bind":
         opts.flags |= sc.MS_BIND
     if is_bind:
-        if not source.startswith("/"):
-            source = os.path.join(bundle, source)
-        try:
-            src_is_file = not stat.S_ISDIR(os.stat(source).st_mode)
-        except FileNotFoundError:
-            raise PyruncError(f"mount {m['destination']}: source {source} does not exist") from None
-        resolved = _make_target(rootfs, m["destination"], src_is_file)
-        tgt = _Target(rootfs, resolved)
-        try:
-            sc.mount(source, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
-            # Reopen: only a fresh lookup reaches the new mount (the old fd still names the
-            # directory underneath, where a remount or propagation change is EINVAL).
-            tgt.close()
-            tgt = _Target(rootfs, resolved)
-            extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-            if extra:
-                flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
-                sc.mount(None, tgt.proc, None, flags)
-            for p in opts.propagation:
-                sc.mount(None, tgt.proc, None, p)
-        finally:
-            tgt.close()
+        _mount_bind(m, rootfs, bundle, opts, source, src_fd,
+                    ctx.get("copy_propagation", sc.MS_SLAVE | sc.MS_REC))
         return
     if mtype == "cgroup":
         _mount_cgroup(m, rootfs, opts, ctx)
+        if opts.rec_opts:
+            t = _Target(rootfs, secure_join(rootfs, dest))
+            try:
+                apply_recursive(t.fd, opts, dest)
+            finally:
+                t.close()
         return
-    keep_mode = _dir_mode(rootfs, m["destination"]) if mtype == "tmpfs" else None
-    resolved = _make_target(rootfs, m["destination"], False)
+    keep_mode = _dir_mode(rootfs, dest) if mtype == "tmpfs" else None
+    resolved = _make_target(rootfs, dest, False)
     tgt = _Target(rootfs, resolved)
     try:
         data = ",".join(opts.data) or None
@@ -177,14 +237,87 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
                 tgt = _Target(rootfs, resolved)
                 remount_readonly(tgt.proc) if opts.flags & sc.MS_RDONLY else None
             else:
-                raise PyruncError(f"mount {mtype} on {m['destination']}: {e.strerror}") from None
-        if opts.propagation:
+                raise PyruncError(f"mount {mtype} on {dest}: {e.strerror}") from None
+        if opts.propagation or opts.rec_opts:
             tgt.close()
             tgt = _Target(rootfs, resolved)  # the new mount, not the directory under it
         for p in opts.propagation:
             sc.mount(None, tgt.proc, None, p)
+        apply_recursive(tgt.fd, opts, dest)
     finally:
         tgt.close()
+
+
+def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
+                source: str, src_fd: int | None, copy_propagation: int) -> None:
+    dest = m["destination"]
+    if not source.startswith("/"):
+        source = os.path.join(bundle, source)
+    try:
+        st = os.stat(f"/proc/self/fd/{src_fd}" if src_fd is not None else source)
+    except FileNotFoundError:
+        raise PyruncError(f"mount {dest}: source {source} does not exist") from None
+    resolved = _make_target(rootfs, dest, not stat.S_ISDIR(st.st_mode))
+    tgt = _Target(rootfs, resolved)
+    try:
+        if src_fd is not None:
+            sc.move_mount_fd(src_fd, tgt.fd)
+        else:
+            sc.mount(source, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        # Reopen: only a fresh lookup reaches the new mount (the old fd still names the
+        # directory underneath, where a remount or propagation change is EINVAL).
+        tgt.close()
+        tgt = _Target(rootfs, resolved)
+        if src_fd is not None and copy_propagation:
+            # A detached copy keeps the host's peer group: give it what a bind made in our
+            # namespace would have (rslave by default), so nothing propagates back.
+            sc.mount(None, tgt.proc, None, copy_propagation)
+        extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+        if extra:
+            flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
+            sc.mount(None, tgt.proc, None, flags)
+        for p in opts.propagation:
+            sc.mount(None, tgt.proc, None, p)
+        apply_recursive(tgt.fd, opts, dest)
+    finally:
+        tgt.close()
+
+
+def _check_plain_dir(rootfs: str, dest: str, mtype: str) -> None:
+    """proc and sysfs go on an ordinary directory only: a symlink (or file) there is
+    refused, as runc does, since mounting through it has been an escape before."""
+    parent = secure_join(rootfs, os.path.dirname(os.path.normpath("/" + dest)))
+    path = os.path.join(parent, os.path.basename(os.path.normpath(dest)))
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise PyruncError(f"mount {mtype} on {dest}: {dest} is {kind}; {mtype} must be "
+                          "mounted on an ordinary directory")
+
+
+def open_bind_sources(mounts: list[dict[str, Any]], bundle: str) -> dict[int, int]:
+    """Detached copies (open_tree) of the bind sources, by mount index, made by the caller
+    while it is still host root: an init in a user namespace may not reach them itself.
+    Sources that can't be opened are left to the init (its own error then names them)."""
+    fds: dict[int, int] = {}
+    for i, m in enumerate(mounts):
+        opts = m.get("options") or []
+        if m.get("type") != "bind" and "bind" not in opts and "rbind" not in opts:
+            continue
+        source = m.get("source") or ""
+        if not source.startswith("/"):
+            source = os.path.join(bundle, source)
+        flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+        if "rbind" in opts:
+            flags |= sc.AT_RECURSIVE
+        try:
+            fds[i] = sc.open_tree(source, flags)
+        except OSError:
+            continue
+    return fds
 
 
 def _dir_mode(rootfs: str, dest: str) -> int | None:

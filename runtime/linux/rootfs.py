@@ -8,7 +8,7 @@ import stat
 
 from runtime.errors import PyruncError
 from runtime.linux import syscalls as sc
-from runtime.linux.mounts import PROPAGATION, mount_entry, remount_readonly
+from runtime.linux.mounts import PROPAGATION, mount_entry, parse_options, remount_readonly
 from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -24,18 +24,32 @@ DEV_SYMLINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                 ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
 
 
+def root_propagation(spec: dict[str, Any]) -> int:
+    """The linux.rootfsPropagation flags (rslave when unset)."""
+    prop = spec.get("linux", {}).get("rootfsPropagation") or ""
+    return PROPAGATION.get(prop, sc.MS_SLAVE | sc.MS_REC)
+
+
 def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]) -> None:
-    """Everything before pivot_root: propagation, bind of the rootfs, mounts, devices."""
+    """Everything before pivot_root: propagation, bind of the rootfs, mounts, devices.
+    ctx["mount_fds"] maps a mount's index to a detached copy of its bind source."""
     linux = spec.get("linux", {})
-    prop = linux.get("rootfsPropagation") or ""
-    # Stop our mounts from reaching the host: rslave unless the config says otherwise.
-    sc.mount(None, "/", None, PROPAGATION.get(prop, sc.MS_SLAVE | sc.MS_REC))
+    flag = root_propagation(spec)
+    # Stop our mounts from reaching the host. Unbindable can't be set yet (the rootfs is
+    # bound from "/" below): it and shared are given to the new root after the pivot.
+    sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC if flag & sc.MS_UNBINDABLE else flag)
+    ctx["copy_propagation"] = (0 if flag & sc.MS_SHARED else
+                               sc.MS_PRIVATE | sc.MS_REC if flag & sc.MS_PRIVATE else
+                               sc.MS_SLAVE | sc.MS_REC)
+    # A shared parent would carry the rootfs bind to the host, and pivot_root refuses it.
+    _unshare(_mount_point_of(rootfs))
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     # As runc: the default devices are made unless /dev is a bind mount (then they come
     # with it); with no /dev mount at all they go into the rootfs's own /dev.
     dev_is_bound = False
-    for m in spec.get("mounts", []):
-        mount_entry(m, rootfs, bundle, ctx)
+    fds = ctx.get("mount_fds") or {}
+    for i, m in enumerate(spec.get("mounts", [])):
+        mount_entry(m, rootfs, bundle, ctx, fds.get(i))
         if os.path.normpath(m["destination"]) == "/dev":
             dev_is_bound = m.get("type") == "bind" or bool(
                 {"bind", "rbind"} & set(m.get("options", [])))
@@ -103,6 +117,7 @@ def pivot(rootfs: str) -> None:
     old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
+        _unshare("/")  # pivot_root refuses a shared current root
         os.fchdir(new)
         sc.pivot_root(".", ".")
         os.fchdir(old)
@@ -116,11 +131,81 @@ def pivot(rootfs: str) -> None:
 
 
 def move_root(rootfs: str) -> None:
-    """--no-pivot: move the rootfs onto / and chroot (for ramdisk roots pivot_root refuses)."""
+    """--no-pivot: move the rootfs onto / and chroot (for ramdisk roots pivot_root refuses).
+    The old root stays reachable in this mount namespace, so every whole procfs and sysfs
+    outside the rootfs goes first: the kernel only lets a new proc or sysfs be mounted
+    (e.g. by `unshare -mrp` in the container) where a fully visible one exists."""
+    _unshare("/")  # a move onto a shared "/" would reach the host
+    _hide_pseudo_filesystems(rootfs)
     os.chdir(rootfs)
     sc.mount(rootfs, "/", None, sc.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
+
+
+def late_propagation(spec: dict[str, Any]) -> None:
+    """After the pivot and finish(): shared and unbindable, which the old root could not take, go on
+    the container's root (private and slave were set before)."""
+    flag = root_propagation(spec)
+    if flag & (sc.MS_SHARED | sc.MS_UNBINDABLE):
+        sc.mount(None, "/", None, flag)
+
+
+def _mountinfo() -> list[tuple[str, str, str, str]]:
+    """(root, mount point, optional fields, fstype) of every mount, octal escapes decoded."""
+    out = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode(errors="surrogateescape").splitlines():
+            left, _, right = line.partition(" - ")
+            fields = left.split(" ")
+            out.append((_unescape(fields[3]), _unescape(fields[4]), " ".join(fields[6:]),
+                        right.split(" ", 1)[0]))
+    return out
+
+
+def _unescape(s: str) -> str:
+    """Undo mountinfo's \\ooo escapes (space, tab, newline and backslash)."""
+    if "\\" not in s:
+        return s
+    head, *rest = s.split("\\")
+    return head + "".join(chr(int(p[:3], 8)) + p[3:] for p in rest)
+
+
+def _mount_point_of(path: str) -> str:
+    """The mount point holding `path` (the longest mount point that is a prefix)."""
+    best = "/"
+    for _root, mp, _opt, _fs in _mountinfo():
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best = mp
+    return best
+
+
+def _unshare(mount_point: str) -> None:
+    """Make a shared mount private (the mount only, not its submounts)."""
+    for _root, mp, optional, _fs in reversed(_mountinfo()):  # the topmost one counts
+        if mp == mount_point:
+            if "shared:" in optional:
+                sc.mount(None, mount_point, None, sc.MS_PRIVATE)
+            return
+
+
+def _hide_pseudo_filesystems(rootfs: str) -> None:
+    prefix = rootfs.rstrip("/") + "/"
+    for root, mp, _opt, fstype in _mountinfo():
+        if fstype not in ("proc", "sysfs") or root != "/" or mp == rootfs \
+                or mp.startswith(prefix):
+            continue
+        try:
+            sc.mount(None, mp, None, sc.MS_SLAVE | sc.MS_REC)  # the unmount stays here
+            sc.umount2(mp, sc.MNT_DETACH)
+        except FileNotFoundError:
+            continue  # already gone with a parent
+        except OSError as e:
+            if e.errno == 2:
+                continue
+            if e.errno not in (1, 22):  # EPERM, EINVAL: cover what we can't unmount
+                raise
+            sc.mount("tmpfs", mp, "tmpfs", 0)
 
 
 def finish(spec: dict[str, Any]) -> None:
@@ -133,6 +218,12 @@ def finish(spec: dict[str, Any]) -> None:
         readonly_path(path)
     for path in linux.get("maskedPaths", []):
         mask_path(path)
+    # A read-only /dev was mounted writable for its devices and submounts (runc's order).
+    for m in spec.get("mounts", []):
+        if os.path.normpath(m["destination"]) == "/dev":
+            if parse_options(m.get("options") or []).flags & sc.MS_RDONLY:
+                remount_readonly("/dev")
+            break
     if spec.get("root", {}).get("readonly"):
         remount_readonly("/")
 
