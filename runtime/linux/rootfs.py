@@ -42,7 +42,7 @@ def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any])
                                sc.MS_PRIVATE | sc.MS_REC if flag & sc.MS_PRIVATE else
                                sc.MS_SLAVE | sc.MS_REC)
     # A shared parent would carry the rootfs bind to the host, and pivot_root refuses it.
-    _unshare(_mount_point_of(rootfs))
+    _unshare(rootfs)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     # As runc: the default devices are made unless /dev is a bind mount (then they come
     # with it); with no /dev mount at all they go into the rootfs's own /dev.
@@ -171,22 +171,16 @@ def _unescape(s: str) -> str:
     return head + "".join(chr(int(p[:3], 8)) + p[3:] for p in rest)
 
 
-def _mount_point_of(path: str) -> str:
-    """The mount point holding `path` (the longest mount point that is a prefix)."""
-    best = "/"
-    for _root, mp, _opt, _fs in _mountinfo():
-        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-            best = mp
-    return best
-
-
-def _unshare(mount_point: str) -> None:
-    """Make a shared mount private (the mount only, not its submounts)."""
-    for _root, mp, optional, _fs in reversed(_mountinfo()):  # the topmost one counts
-        if mp == mount_point:
-            if "shared:" in optional:
-                sc.mount(None, mount_point, None, sc.MS_PRIVATE)
-            return
+def _unshare(path: str) -> None:
+    """Make the mount holding `path` (the topmost on the longest matching mount point)
+    private if it is shared; its submounts keep theirs."""
+    best, shared = "", False
+    for _root, mp, optional, _fs in _mountinfo():
+        if path == mp or path.startswith(mp.rstrip("/") + "/"):
+            if len(mp) >= len(best):  # a later line on the same point is mounted on top
+                best, shared = mp, "shared:" in optional
+    if shared:
+        sc.mount(None, best, None, sc.MS_PRIVATE)
 
 
 def _hide_pseudo_filesystems(rootfs: str) -> None:
