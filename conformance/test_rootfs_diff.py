@@ -5,7 +5,8 @@ linux.rootfsPropagation.
 
 Each case runs the same config and the same commands under both runtimes and compares what
 the containers printed (mount ids and paths normalised away). Where runc 1.1.5 itself is
-wrong (it refuses `unbindable`, ignores `shared`, and fails `ratime` with EINVAL), the case
+wrong (it refuses `unbindable`, ignores `shared`, fails `ratime` with EINVAL, drops recursive
+options on non-bind mounts, and leaks the rootfs onto a shared "/" with --no-pivot), the case
 says so and checks pyrunc against the runtime-spec instead.
 """
 
@@ -201,6 +202,26 @@ def test_recursive_options_reach_the_submount(pair, config, volume):
             assert f"{observe.MARK}rc 0" in o.stdout, (options, o.stdout)
         else:
             assert text in o.stdout, (options, o.stdout)
+
+
+def test_recursive_options_on_a_tmpfs(pair, config):
+    """Not only binds: a tmpfs with rro is read-only and rnoexec,rnosuid take. runc 1.1.5
+    drops recursive options on anything but a bind mount without a word (a read-only
+    request silently left writable), so pyrunc is checked against the spec here."""
+    if not has_mount_setattr():
+        pytest.skip("the kernel has no mount_setattr(2)")
+    for options, want, write_rc in ((["rro"], {"ro"}, 1),
+                                    (["rnoexec", "rnosuid"], {"rw", "noexec", "nosuid"}, 0)):
+        cfg = copy.deepcopy(config)
+        cfg["process"]["args"] = ["sh", "-c", "awk '$5 == \"/mnt\" {print $6}' "
+                                  "/proc/self/mountinfo; touch /mnt/new; echo rc=$?"]
+        cfg["mounts"].append({"type": "tmpfs", "source": "tmpfs", "destination": "/mnt",
+                              "options": options})
+        o = pair.run("pyrunc", cfg)
+        assert o.rc == 0, o.stderr
+        flags, rc = o.stdout.split()
+        assert want <= set(flags.split(",")), (options, o.stdout)
+        assert rc == f"rc={write_rc}", (options, o.stdout, o.stderr)
 
 
 def test_recursive_atime_negations(pair, config, volume):
