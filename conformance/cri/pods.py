@@ -15,6 +15,14 @@ from conformance.cri.client import CRIClient, pb
 from conformance.cri.cluster import CRIContainerd, netns_names, pids_with_arg
 from conformance.engines.conftest import mounts_under
 
+# What kubelet puts in every unprivileged container's security context (containerd takes
+# these lists as they come: an empty list would mean nothing masked).
+MASKED_PATHS = ("/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware")
+READONLY_PATHS = ("/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                  "/proc/sysrq-trigger")
+
 
 @dataclass
 class Pod:
@@ -66,6 +74,9 @@ class Pods:
                          resources: Any = None, security: Any = None,
                          envs: dict[str, str] | None = None) -> Any:
         sec = security if security is not None else pb.LinuxContainerSecurityContext()
+        if not sec.privileged and not sec.masked_paths:  # kubelet sends its defaults
+            sec.masked_paths.extend(MASKED_PATHS)
+            sec.readonly_paths.extend(READONLY_PATHS)
         if not sec.HasField("namespace_options"):
             sec.namespace_options.CopyFrom(pod.config.linux.security_context.namespace_options)
         return pb.ContainerConfig(
