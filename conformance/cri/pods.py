@@ -4,6 +4,7 @@ then checks nothing leaked: the pods' shims, netns, mounts and container cgroups
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -145,13 +146,31 @@ class Pods:
         problems += self.leaks(pod, netns)
         return problems
 
-    def leaks(self, pod: Pod, netns: str) -> list[str]:
+    def leaks(self, pod: Pod, netns: str, wait: float = 15) -> list[str]:
+        """What the removed pod left: polled for up to `wait` seconds (a shim exits a moment
+        after RemovePodSandbox returns), then the pod's own cgroup parents are removed."""
+        deadline = time.monotonic() + wait
+        while (problems := self._left(pod, netns)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for d in self.cluster.cgroup_dirs(pod.cgroup_rel):
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        problems.append(f"cgroup {d} not removed: {e.strerror}")
+                        break
+                    time.sleep(0.1)
+            else:
+                problems.append(f"cgroup {d} still busy")
+        return problems
+
+    def _left(self, pod: Pod, netns: str) -> list[str]:
         problems = []
-        deadline = time.monotonic() + 10
-        while pids_with_arg(pod.id) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pids_with_arg(pod.id):
-            problems.append(f"processes of pod {pod.id[:12]} left: {pids_with_arg(pod.id)}")
+        procs = pids_with_arg(pod.id)
+        if procs:
+            problems.append(f"processes of pod {pod.id[:12]} left: {procs}")
         ids = [pod.id, *pod.containers]
         left = [m for m in mounts_under(self.cluster.top) if any(i in m for i in ids)]
         if left:
@@ -162,10 +181,6 @@ class Pods:
             kids = [k for k in os.listdir(d) if os.path.isdir(os.path.join(d, k))]
             if kids:
                 problems.append(f"cgroups left in {d}: {kids}")
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
         stale = [c for c in self.cluster.runtime_states(pod.handler) if c in ids]
         if stale:
             problems.append(f"{pod.handler} state left: {stale}")

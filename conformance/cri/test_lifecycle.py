@@ -7,10 +7,15 @@ RemovePodSandbox. The wrapper's call log proves the handler's own binary served 
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 import urllib.request
 
+import grpc
+import pytest
+
 from conformance.cri.client import pb
+from conformance.cri.cluster import netns_names
 from conformance.engines.conftest import wait_for
 
 LOOP_TERM_0 = 'trap "exit 0" TERM; while true; do sleep 0.1; done'
@@ -78,12 +83,15 @@ def test_pod_lifecycle(pods, handler, cri_cluster):
     cri.remove(cid)
     assert cri.list_containers(pod_sandbox_id=pod.id) == []
 
+    netns = pods.netns(pod)
+    assert os.path.basename(netns) in netns_names()
     cri.stop_pod(pod.id)
     assert cri.pod_status(pod.id).status.state == pb.SANDBOX_NOTREADY
     cri.remove_pod(pod.id)
     assert cri.list_pods(id=pod.id) == []
     pods.made.remove(pod)
-    assert not pods.leaks(pod, ""), pods.leaks(pod, "")
+    left = pods.leaks(pod, netns)
+    assert not left, left
 
 
 def test_stop_with_handler_exits_at_once(pods, handler):
@@ -119,3 +127,14 @@ def test_log_file(pods, handler):
     assert [(s, t) for s, t, _ in lines if s == "stdout"] == [("stdout", "F")] * 2
     assert [x for s, _, x in lines if s == "stdout"] == ["out1", "out2"]
     assert [x for s, _, x in lines if s == "stderr"] == ["err1"]
+
+
+def test_unknown_handler_is_refused(pods, cri_cluster):
+    """A RuntimeClass naming no configured handler fails RunPodSandbox, making nothing."""
+    before = {p.id for p in pods.cri.list_pods()}
+    netns = netns_names()
+    with pytest.raises(grpc.RpcError) as e:
+        pods.run("no-such-handler", "nohandler")
+    assert "no-such-handler" in e.value.details(), e.value.details()
+    assert {p.id for p in pods.cri.list_pods()} == before
+    assert netns_names() == netns
