@@ -603,10 +603,13 @@ def _umask() -> int:
 class Applier:
     """Applies layer after layer onto `root` (one Applier per tree; one layer at a time)."""
 
-    def __init__(self, root: str, overlay: bool = False, chown: bool | None = None) -> None:
+    def __init__(self, root: str, overlay: bool = False, chown: bool | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+        """`owner`, if given, owns every entry instead of the tar's uid/gid (ADD --chown)."""
         self.root = os.path.realpath(root)
         self.overlay = overlay
         self.chown = os.geteuid() == 0 if chown is None else chown
+        self.owner = owner
         self.umask = _umask()
 
     def apply(self, raw: BinaryIO, label: str = "layer", diff_id: str | None = None) -> Stats:
@@ -667,9 +670,12 @@ class _LayerRun:
             self.res.forget()
         _rm(path, st)
 
+    def _ids(self, e: Entry) -> tuple[int, int]:
+        return self.ap.owner if self.ap.owner is not None else (e.uid, e.gid)
+
     def _owner(self, path: str | int, e: Entry) -> None:
         if self.ap.chown:
-            os.chown(path, e.uid, e.gid, follow_symlinks=False)
+            os.chown(path, *self._ids(e), follow_symlinks=False)
 
     def _xattrs(self, target: str | int, e: Entry, symlink: bool = False) -> None:
         for k, v in e.xattrs.items():
@@ -743,7 +749,7 @@ class _LayerRun:
                 self.stats.bytes += e.size
             self._consumed = True
             if self.ap.chown:
-                os.fchown(fd, e.uid, e.gid)
+                os.fchown(fd, *self._ids(e))
             if not exact:
                 os.fchmod(fd, perm)
             if e.xattrs:

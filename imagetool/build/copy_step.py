@@ -47,23 +47,31 @@ class CopySteps:
     _git_refs: dict[tuple[str, str | None], gitsource.Resolved] | None = None
 
     # -- COPY / ADD -----------------------------------------------------------------------------
-    def _owner(self, merged: str, chown: str | None) -> tuple[int, int] | None:
+    def _owner(self, merged: str, chown: str | None, flag: str = "--chown"
+               ) -> tuple[int, int] | None:
+        """USER[:GROUP] as BuildKit reads it for --chown and for WORKDIR under USER: a name
+        is looked up in the rootfs's /etc/passwd (its uid and primary gid) or /etc/group; a
+        bare id is used for both. An unknown name is an error naming the flag."""
         if not chown:
             return None
         user, _, group = chown.partition(":")
         passwd = convert._table(layers.read_file_in(merged, "/etc/passwd"))
         groups = convert._table(layers.read_file_in(merged, "/etc/group"))
 
-        def look(name: str, table: list[list[str]], what: str) -> int:
-            if name.isdigit():
-                return int(name)
+        def look(name: str, table: list[list[str]], what: str) -> list[str]:
             for r in table:
-                if len(r) >= 3 and r[0] == name and r[2].isdigit():
-                    return int(r[2])
-            raise BuildError(f"--chown={chown}: unable to find {what} {name}: no matching "
+                if len(r) >= 4 and r[0] == name and r[2].isdigit():
+                    return r
+            raise BuildError(f"{flag}={chown}: unable to find {what} {name}: no matching "
                              f"entries in the {what} file")
-        uid = look(user, passwd, "user") if user else 0
-        gid = look(group, groups, "group") if group else uid
+        uid = gid = 0
+        if user.isdigit():
+            uid = gid = int(user)
+        elif user:
+            row = look(user, passwd, "user")
+            uid, gid = int(row[2]), int(row[3]) if row[3].isdigit() else int(row[2])
+        if group:
+            gid = int(group) if group.isdigit() else int(look(group, groups, "group")[2])
         return uid, gid
 
     def _copy_key_extra(self, p: BuildPlan, step: Step) -> dict[str, Any]:
@@ -185,7 +193,10 @@ class CopySteps:
                 into_dir = stat.S_ISDIR(os.stat(host).st_mode)
             except (FileNotFoundError, NotADirectoryError, layers.LayerError):
                 pass
-        target = _Target(dest, dparts, into_dir, owner, mode, DockerIgnore(ins.exclude))
+        # COPY --from keeps the source's owners unless --chown (BuildKit); context files are
+        # root's
+        keep = isinstance(ins, df.Copy) and bool(ins.from_stage) and owner is None
+        target = _Target(dest, dparts, into_dir, owner, mode, DockerIgnore(ins.exclude), keep)
         if isinstance(ins, df.Copy) and ins.from_stage:
             src = step.sources[0] if step.sources else None
             if src is not None and src.kind == "stage":
@@ -233,7 +244,9 @@ class CopySteps:
         else:
             parts = target.dparts
         parent = res.host(res.directory(parts[:-1], True, target.dest))
-        self._put(src, st, os.path.join(parent, parts[-1]), target.owner, target.mode, [])
+        _own_made(res, target.owner)
+        self._put(src, st, os.path.join(parent, parts[-1]), target.owner, target.mode, [],
+                  target.keep_owners)
 
     def _copy_sources(self, root: str, ignore: DockerIgnore, sources: list[str], merged: str,
                       target: _Target, add: bool, with_parents: bool) -> None:
@@ -250,6 +263,7 @@ class CopySteps:
         res = layers.Resolver(merged, "rootfs")
         dest, dparts = target.dest, target.dparts
         base = res.host(res.directory(dparts, True, dest))
+        _own_made(res, target.owner)
         if target.owner:
             os.chown(base, *target.owner)
         dir_times: list[tuple[str, int]] = []
@@ -257,7 +271,7 @@ class CopySteps:
             cparts = [*dparts, *rel.split("/")]
             parent = res.host(res.directory(cparts[:-1], True, dest))
             self._put(full, st, os.path.join(parent, cparts[-1]), target.owner, target.mode,
-                      dir_times)
+                      dir_times, target.keep_owners)
             if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
                 res.forget()
         for path, mtime in reversed(dir_times):
@@ -273,6 +287,7 @@ class CopySteps:
             if stat.S_ISDIR(st.st_mode):
                 base_rel = res.directory(dparts, True, dest)
                 base = res.host(base_rel)
+                _own_made(res, owner)
                 if owner:
                     os.chown(base, *owner)
                 for child, entry in ignore.walk(root, real):
@@ -282,14 +297,18 @@ class CopySteps:
                     cparts = [*dparts, *suffix.split("/")]
                     parent = res.host(res.directory(cparts[:-1], True, dest))
                     self._put(entry.path, entry.stat(follow_symlinks=False),
-                              os.path.join(parent, cparts[-1]), owner, mode, dir_times)
+                              os.path.join(parent, cparts[-1]), owner, mode, dir_times,
+                              target.keep_owners)
                     if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
                         res.forget()
                 continue
             if add and stat.S_ISREG(st.st_mode) and _is_tar(full):
+                # --chown owns the directories ADD makes for the archive and, as BuildKit
+                # v0.23+ does, every entry the archive unpacks (implicit parents stay root's)
                 base = res.host(res.directory(dparts, True, dest))
+                _own_made(res, owner)
                 with open(full, "rb") as f:
-                    layers.Applier(base).apply(f, f"ADD {top}")
+                    layers.Applier(base, owner=owner).apply(f, f"ADD {top}")
                 res.forget()
                 continue
             if stat.S_ISLNK(st.st_mode):
@@ -301,7 +320,10 @@ class CopySteps:
 
     @staticmethod
     def _put(src: str, st: os.stat_result, dst: str, owner: tuple[int, int] | None,
-             mode: chmod.ModeFn | None, dir_times: list[tuple[str, int]]) -> None:
+             mode: chmod.ModeFn | None, dir_times: list[tuple[str, int]],
+             keep_owners: bool = False) -> None:
+        """One entry to `dst`: owned by --chown's owner, else the source's own (keep_owners,
+        for COPY --from), else root."""
         try:
             old = os.lstat(dst)
         except FileNotFoundError:
@@ -312,7 +334,7 @@ class CopySteps:
                 shutil.rmtree(dst)
             else:
                 os.unlink(dst)
-        uid, gid = owner if owner else (0, 0)
+        uid, gid = owner if owner else ((st.st_uid, st.st_gid) if keep_owners else (0, 0))
         if is_dir:
             if old is None or not stat.S_ISDIR(old.st_mode):
                 os.mkdir(dst, 0o755)
@@ -333,6 +355,15 @@ class CopySteps:
         os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
 
+def _own_made(res: layers.Resolver, owner: tuple[int, int] | None) -> None:
+    """The directories COPY/ADD made on the way to its destination belong to --chown's owner
+    (BuildKit makes the destination path as that user); without --chown they stay root's."""
+    if owner:
+        for rel in res.implicit:
+            os.chown(res.host(rel), *owner)
+        res.implicit.clear()
+
+
 @dataclass(frozen=True)
 class _Target:
     """Where a COPY/ADD writes, and what it sets on each entry."""
@@ -343,6 +374,7 @@ class _Target:
     owner: tuple[int, int] | None      # --chown
     mode: chmod.ModeFn | None          # --chmod
     exclude: DockerIgnore              # --exclude (empty: nothing)
+    keep_owners: bool = False          # COPY --from without --chown: the source's owners
 
 
 def _is_http(src: str) -> bool:

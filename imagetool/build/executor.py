@@ -553,7 +553,13 @@ class Builder(RunSteps, CopySteps):
         with self._mounted(state.chain) as (merged, upper):
             try:
                 if isinstance(ins, df.Workdir):
-                    self._mkdir(merged, conf["WorkingDir"])
+                    # BuildKit makes WORKDIR (and its missing parents) as the current USER
+                    user = conf.get("User") or ""
+                    try:
+                        owner = self._owner(merged, user, "USER") if user else None
+                    except BuildError:
+                        owner = None  # an unknown name: BuildKit makes them as root
+                    self._mkdir(merged, conf["WorkingDir"], owner)
                 elif isinstance(ins, df.Run):
                     self._run(p, state, step, merged, images, states)
                 else:
@@ -568,9 +574,15 @@ class Builder(RunSteps, CopySteps):
         return {"layer": desc, "diff_id": diff_id, "created": _rfc3339(self.epoch)}
 
     @staticmethod
-    def _mkdir(root: str, path: str) -> str:
+    def _mkdir(root: str, path: str, owner: tuple[int, int] | None = None) -> str:
+        """The directory `path` in the rootfs, made with its missing parents (0755), which
+        `owner` then owns; an existing one is left as it is."""
         parts = layers.split_name(path.lstrip("/"), "rootfs", "directory")
-        rel = layers.Resolver(root, "rootfs").directory(parts, True, path)
+        res = layers.Resolver(root, "rootfs")
+        rel = res.directory(parts, True, path)
+        if owner is not None and owner != (0, 0):
+            for made in res.implicit:
+                os.chown(res.host(made), *owner)
         return os.path.join(root, rel) if rel else root
 
     # -- the image ------------------------------------------------------------------------------

@@ -127,8 +127,10 @@ class Dockerd:
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
         for path in self.cgroup_parents:
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(path)   # OSError (EBUSY) if a container cgroup were still in it
+            # deepest first: BuildKit leaves an empty /docker/buildkit below it
+            for sub, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(sub)   # OSError (EBUSY) if a container cgroup were still in it
         return left
 
 

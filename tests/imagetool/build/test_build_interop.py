@@ -32,16 +32,12 @@ import pytest
 
 from imagetool.store import Store
 from tests.imagetool.build.buildhelp import busybox_store
+from tests.imagetool.build.treecompare import DOCKER_OWN, diff_trees, tar_tree, tree
 from tests.imagetool.storehelp import imagetool, running_dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 APP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples",
                                    "app"))
-# What `docker create` adds to every container's filesystem (its init layer), not the image's.
-DOCKER_OWN = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab",
-              "dev", "proc", "sys"}
-
-
 @pytest.fixture(scope="module")
 def env():
     with busybox_store("itbinterop-") as e:
@@ -54,58 +50,6 @@ def dockerd():
         yield d
 
 
-def _skipped(rel: str, skip: set[str]) -> bool:
-    return rel in skip or rel.split("/")[0] in skip
-
-
-def _tree(root: str, skip: set[str] | None = None) -> dict[str, tuple]:
-    """rel path -> (type, mode, uid, gid, symlink target or sha256 of the contents)."""
-    skip = skip or set()
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
-            if _skipped(rel, skip):
-                continue
-            st = os.lstat(full)
-            what: str | None = None
-            if stat.S_ISLNK(st.st_mode):
-                what = os.readlink(full)
-            elif stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as f:
-                    what = hashlib.sha256(f.read()).hexdigest()
-            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
-                        st.st_gid, what)
-        dirnames[:] = [x for x in dirnames
-                       if not _skipped(os.path.relpath(os.path.join(dirpath, x), root), skip)]
-    return out
-
-
-def _tar_tree(path: str, skip: set[str]) -> dict[str, tuple]:
-    """The same from a `docker export` tar (hard links resolved to their target's contents)."""
-    out: dict[str, tuple] = {}
-    with tarfile.open(path) as tf:
-        members = tf.getmembers()
-        by_name = {m.name.strip("./").rstrip("/"): m for m in members}
-        for m in members:
-            rel = m.name.removeprefix("./").rstrip("/")
-            if not rel or _skipped(rel, skip):
-                continue
-            what: str | None = None
-            kind = {tarfile.DIRTYPE: stat.S_IFDIR, tarfile.SYMTYPE: stat.S_IFLNK}.get(
-                m.type, stat.S_IFREG if m.isreg() or m.islnk() else -1)
-            if m.issym():
-                what = m.linkname
-            elif m.isreg() or m.islnk():
-                target = by_name[m.linkname.removeprefix("./")] if m.islnk() else m
-                f = tf.extractfile(target)
-                assert f is not None
-                what = hashlib.sha256(f.read()).hexdigest()
-            out[rel] = (kind, m.mode & 0o7777, m.uid, m.gid, what)
-    return out
-
-
 def _unpack(root: str, name: str, bundle: str) -> str:
     imagetool(root, "unpack", name, bundle)
     return os.path.join(bundle, "rootfs")
@@ -116,14 +60,6 @@ def _config(store: Store, name: str) -> dict:
     assert desc is not None, name
     manifest = store.read_json(desc)
     return store.read_json(manifest["config"])
-
-
-def _diff(a: dict[str, tuple], b: dict[str, tuple], who: str = "docker's") -> list[str]:
-    out = [f"only ours: {k}" for k in sorted(a.keys() - b.keys())]
-    out += [f"only {who}: {k}" for k in sorted(b.keys() - a.keys())]
-    out += [f"{k}: ours {a[k]} {who} {b[k]}" for k in sorted(a.keys() & b.keys())
-            if a[k] != b[k]]
-    return out
 
 
 def test_docker_build_and_ours_agree_and_our_image_runs_in_docker(env, dockerd):
@@ -149,13 +85,13 @@ def test_docker_build_and_ours_agree_and_our_image_runs_in_docker(env, dockerd):
     assert "GREETING=hello from imagetool build" in ours_conf["Env"]
 
     # the files: docker save -> our load -> our unpack, against our unpack of ours
-    ours = _tree(_unpack(root, "app:latest", os.path.join(d, "b-ours")))
+    ours = tree(_unpack(root, "app:latest", os.path.join(d, "b-ours")))
     saved = os.path.join(d, "dapp.tar")
     dockerd.docker("save", "-o", saved, "dapp:latest")
     theirs_root = os.path.join(d, "theirs-store")
     imagetool(theirs_root, "load", "-i", saved)
-    theirs = _tree(_unpack(theirs_root, "dapp:latest", os.path.join(d, "b-theirs")))
-    assert not _diff(ours, theirs), "\n".join(_diff(ours, theirs)[:40])
+    theirs = tree(_unpack(theirs_root, "dapp:latest", os.path.join(d, "b-theirs")))
+    assert not diff_trees(ours, theirs), "\n".join(diff_trees(ours, theirs)[:40])
     www = {k: v for k, v in ours.items() if k.startswith("srv/www/")}
     assert set(www) == {"srv/www/index.html", "srv/www/health.txt"}
     with open(os.path.join(d, "b-ours", "rootfs", "srv", "www", "index.html")) as f:
@@ -168,9 +104,9 @@ def test_docker_build_and_ours_agree_and_our_image_runs_in_docker(env, dockerd):
         dockerd.docker("export", "-o", exported, cid)
     finally:
         dockerd.docker("rm", "-f", cid, check=False)
-    ours_src = _tree(os.path.join(d, "b-ours", "rootfs"), DOCKER_OWN)
-    theirs_exp = _tar_tree(exported, DOCKER_OWN)
-    assert not _diff(ours_src, theirs_exp), "\n".join(_diff(ours_src, theirs_exp)[:40])
+    ours_src = tree(os.path.join(d, "b-ours", "rootfs"), DOCKER_OWN)
+    theirs_exp = tar_tree(exported, DOCKER_OWN)
+    assert not diff_trees(ours_src, theirs_exp), "\n".join(diff_trees(ours_src, theirs_exp)[:40])
 
     # our image in docker: the same image ID, and it runs under runc
     mine = os.path.join(d, "app.tar")
@@ -314,7 +250,7 @@ def _buildah_tree(bh: Buildah, image: str) -> dict[str, tuple]:
     cid = bh("from", "--pull=never", image).stdout.decode().strip().splitlines()[-1]
     try:
         path = bh("mount", cid).stdout.decode().strip()
-        return _tree(path)
+        return tree(path)
     finally:
         bh("umount", cid, check=False)
         bh("rm", cid, check=False)
@@ -344,12 +280,14 @@ def test_buildah_bud_and_ours_agree(env, buildah, which):
     assert not diffs, "\n".join(diffs)
 
     # the files: buildah push -> our load -> our unpack, and buildah's own mount
-    ours = _tree(_unpack(root, name, os.path.join(d, f"bo-{which}")))
-    theirs = _tree(_unpack(theirs_root, name, os.path.join(d, f"bt-{which}")))
+    ours = tree(_unpack(root, name, os.path.join(d, f"bo-{which}")))
+    theirs = tree(_unpack(theirs_root, name, os.path.join(d, f"bt-{which}")))
     theirs = _without_buildah_stubs(ours, theirs)
-    assert not _diff(ours, theirs, "buildah's"), "\n".join(_diff(ours, theirs, "buildah's")[:40])
+    found = diff_trees(ours, theirs, "buildah's")
+    assert not found, "\n".join(found[:40])
     own = _without_buildah_stubs(ours, _buildah_tree(buildah, name))
-    assert not _diff(ours, own, "buildah's"), "\n".join(_diff(ours, own, "buildah's")[:40])
+    found = diff_trees(ours, own, "buildah's")
+    assert not found, "\n".join(found[:40])
     if which == "rich":
         assert ours["usr/local/bin/run"][4] == "/opt/app/bin/run.sh"
         assert ours["opt/app/conf/sub/more.conf"][2:4] == (1000, 1000)
