@@ -369,6 +369,33 @@ def test_userns_inaccessible_bind_sources_exec(pair, config):
     assert seen["pyrunc"] == seen["runc"]
 
 
+def test_userns_bind_submounts_stay_locked(pair, config, volume):
+    """Bind sources handed over by host root are mounts of the container's own namespace,
+    so what the kernel locked when it copied the host's mounts for the user namespace stays
+    locked: the container's root can't unmount a submount of an rbind volume (to see what
+    it covers) nor make a host read-only submount writable."""
+    rosub = os.path.join(volume, "rosub")
+    os.mkdir(rosub)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "conf-rosub", rosub], check=True)
+    try:
+        def mutate(cfg: Config, bundle: str) -> None:
+            inaccessible_sources(cfg, bundle)
+            cfg["mounts"].append({"source": volume, "destination": "/tmp/vol",
+                                  "options": ["rbind"]})
+            for s in ("bounding", "permitted", "effective"):
+                cfg["process"]["capabilities"][s].append("CAP_SYS_ADMIN")
+        ref, got, outs = _sections(pair, config, {
+            "umount_sub": "umount /tmp/vol/subvol",
+            "remount_rw": "mount -o remount,bind,rw /tmp/vol/rosub",
+            "write_ro": "touch /tmp/vol/rosub/new",
+            "mountinfo": "awk '$5 ~ /^\\/tmp\\/vol/' /proc/self/mountinfo"}, mutate)
+        assert ref["run_rc"] == 0, outs["runc"].stderr
+        assert ref["umount_sub"]["rc"] != 0 and ref["remount_rw"]["rc"] != 0, ref
+        _same(ref, got, outs, "locked submounts in a user namespace")
+    finally:
+        subprocess.run(["umount", rosub], check=False)
+
+
 # -- linux.rootfsPropagation ---------------------------------------------------------------------
 
 def _propagation_tag(mountinfo_line: str) -> str:

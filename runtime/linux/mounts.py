@@ -183,7 +183,7 @@ def _make_target(rootfs: str, dest: str, is_file: bool) -> str:
 def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any],
                 src_fd: int | None = None) -> None:
     """Mount one config entry inside rootfs. `ctx` carries cgroup paths and namespaces;
-    `src_fd`, a detached copy of a bind source (see open_bind_sources), replaces the source.
+    `src_fd`, an O_PATH fd on the bind source opened by host root (bindsrc.py), replaces it.
     A read-only /dev is mounted writable here: finish() makes it read-only after its
     devices and submounts are in place."""
     mtype = m.get("type", "") or ""
@@ -198,8 +198,7 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
     if mtype == "bind":
         opts.flags |= sc.MS_BIND
     if is_bind:
-        _mount_bind(m, rootfs, bundle, opts, source, src_fd,
-                    ctx.get("copy_propagation", sc.MS_SLAVE | sc.MS_REC))
+        _mount_bind(m, rootfs, bundle, opts, source, src_fd)
         return
     if mtype == "cgroup":
         _mount_cgroup(m, rootfs, opts, ctx)
@@ -249,7 +248,7 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
 
 
 def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
-                source: str, src_fd: int | None, copy_propagation: int) -> None:
+                source: str, src_fd: int | None) -> None:
     dest = m["destination"]
     if not source.startswith("/"):
         source = os.path.join(bundle, source)
@@ -260,18 +259,15 @@ def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
     resolved = _make_target(rootfs, dest, not stat.S_ISDIR(st.st_mode))
     tgt = _Target(rootfs, resolved)
     try:
-        if src_fd is not None:
-            sc.move_mount_fd(src_fd, tgt.fd)
-        else:
-            sc.mount(source, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        src = source if src_fd is None else f"/proc/self/fd/{src_fd}"
+        try:
+            sc.mount(src, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        except OSError as e:
+            raise PyruncError(f"mount {dest}: cannot bind {source}: {e.strerror}") from None
         # Reopen: only a fresh lookup reaches the new mount (the old fd still names the
         # directory underneath, where a remount or propagation change is EINVAL).
         tgt.close()
         tgt = _Target(rootfs, resolved)
-        if src_fd is not None and copy_propagation:
-            # A detached copy keeps the host's peer group: give it what a bind made in our
-            # namespace would have (rslave by default), so nothing propagates back.
-            sc.mount(None, tgt.proc, None, copy_propagation)
         extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
         if extra:
             flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
@@ -296,28 +292,6 @@ def _check_plain_dir(rootfs: str, dest: str, mtype: str) -> None:
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
         raise PyruncError(f"mount {mtype} on {dest}: {dest} is {kind}; {mtype} must be "
                           "mounted on an ordinary directory")
-
-
-def open_bind_sources(mounts: list[dict[str, Any]], bundle: str) -> dict[int, int]:
-    """Detached copies (open_tree) of the bind sources, by mount index, made by the caller
-    while it is still host root: an init in a user namespace may not reach them itself.
-    Sources that can't be opened are left to the init (its own error then names them)."""
-    fds: dict[int, int] = {}
-    for i, m in enumerate(mounts):
-        opts = m.get("options") or []
-        if m.get("type") != "bind" and "bind" not in opts and "rbind" not in opts:
-            continue
-        source = m.get("source") or ""
-        if not source.startswith("/"):
-            source = os.path.join(bundle, source)
-        flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
-        if "rbind" in opts:
-            flags |= sc.AT_RECURSIVE
-        try:
-            fds[i] = sc.open_tree(source, flags)
-        except OSError:
-            continue
-    return fds
 
 
 def _dir_mode(rootfs: str, dest: str) -> int | None:

@@ -32,15 +32,12 @@ def root_propagation(spec: dict[str, Any]) -> int:
 
 def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]) -> None:
     """Everything before pivot_root: propagation, bind of the rootfs, mounts, devices.
-    ctx["mount_fds"] maps a mount's index to a detached copy of its bind source."""
+    ctx["mount_fds"] maps a mount's index to an O_PATH fd on its bind source."""
     linux = spec.get("linux", {})
     flag = root_propagation(spec)
     # Stop our mounts from reaching the host. Unbindable can't be set yet (the rootfs is
     # bound from "/" below): it and shared are given to the new root after the pivot.
     sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC if flag & sc.MS_UNBINDABLE else flag)
-    ctx["copy_propagation"] = (0 if flag & sc.MS_SHARED else
-                               sc.MS_PRIVATE | sc.MS_REC if flag & sc.MS_PRIVATE else
-                               sc.MS_SLAVE | sc.MS_REC)
     # A shared parent would carry the rootfs bind to the host, and pivot_root refuses it.
     _unshare(rootfs)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)

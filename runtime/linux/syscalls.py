@@ -16,11 +16,11 @@ _MACHINE = os.uname().machine  # not `platform`: it costs a few ms to import
 if _MACHINE in ("x86_64", "amd64"):
     SYS = {"clone": 56, "pivot_root": 155, "setns": 308, "unshare": 272,
            "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250,
-           "clone3": 435, "open_tree": 428, "move_mount": 429, "mount_setattr": 442}
+           "clone3": 435, "mount_setattr": 442}
 elif _MACHINE in ("aarch64", "arm64"):
     SYS = {"clone": 220, "pivot_root": 41, "setns": 268, "unshare": 97,
            "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219,
-           "clone3": 435, "open_tree": 428, "move_mount": 429, "mount_setattr": 442}
+           "clone3": 435, "mount_setattr": 442}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
 
@@ -58,7 +58,7 @@ MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 MNT_DETACH = 2
 
-# mount_setattr(2) and the new mount API (Linux 5.2 / 5.12).
+# mount_setattr(2) (Linux 5.12).
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -71,10 +71,6 @@ MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = 0o2000000
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -124,20 +120,6 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root")
-
-
-def open_tree(path: str, flags: int) -> int:
-    """open_tree(2) relative to the cwd: an fd on `path`, or on a detached copy of its mount
-    (OPEN_TREE_CLONE, with AT_RECURSIVE for the submounts too)."""
-    return _check(_libc.syscall(SYS["open_tree"], -100, _b(path), ctypes.c_uint(flags)),
-                  f"open_tree {path}")
-
-
-def move_mount_fd(from_fd: int, to_fd: int) -> None:
-    """move_mount(2) from one fd to another (both taken as the path itself)."""
-    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-    _check(_libc.syscall(SYS["move_mount"], from_fd, b"", to_fd, b"", ctypes.c_uint(flags)),
-           "move_mount")
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
