@@ -17,7 +17,9 @@ from runtime.channel import Channel
 from runtime.errors import PyruncError
 from runtime.init import NS_FLAGS, InitContext
 from runtime.init import main as init_main
+from runtime.linux import nsjoin
 from runtime.linux import syscalls as sc
+from runtime.linux.mounts import open_bind_sources
 from runtime.state import StateDir, atomic_write, now_rfc3339, proc_start_time
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -76,7 +78,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         new_ns: set[str] = set()
         join_child: list[tuple[str, int]] = []
         userns_first = "user" in nss and not nss["user"]
+        mnt_mode = nsjoin.mount_mode(nss.get("mount"))
         for nstype, path in nss.items():
+            if nstype == "mount" and mnt_mode == "runtime":
+                continue  # our own mount namespace, named by path: nothing to join
             if not path:
                 new_ns.add(nstype)
                 # cgroup: unshared by the init once it is in its cgroup. time: its flag
@@ -117,18 +122,22 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                           new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
         # Joining the cgroup: the cgroup2 directory at birth (clone3), the v1 ones by the
         # init itself (a self-move skips the kernel's ~10 ms wait); as the parent, through
-        # cgroup.procs, whatever is left. A new user namespace can't write host cgroupfs.
-        self_join = mgr.v1_dirs() if mgr is not None and "user" not in new_ns else []
+        # cgroup.procs, whatever is left. A user namespace can't write host cgroupfs.
+        self_join = mgr.v1_dirs() if mgr is not None and "user" not in nss else []
         ctx.self_join = self_join
-        src_sock = -1
-        if "user" in nss and config.get("mounts"):
-            from runtime.linux import bindsrc
-            if bindsrc.wanted(config["mounts"]):
-                # Bind sources the user namespace's root may not reach: opened by us, as
-                # host root, in the init's mount namespace when it asks (bindsrc.py).
-                src_sock, ctx.mount_sock = bindsrc.socketpair()
-                opened.extend([src_sock, ctx.mount_sock])
-        pid, born_in = _spawn_init(flags, mgr)
+        ctx.mnt_mode = mnt_mode
+        if mnt_mode == "joined":
+            st = os.stat(rootfs)
+            ctx.rootfs_id = (st.st_dev, st.st_ino)
+        if "user" in new_ns or any(t == "user" for t, _ in join_child):
+            # Bind sources the user namespace's root may not reach: opened now, as root.
+            ctx.mount_fds = open_bind_sources(config.get("mounts") or [], bundle)
+            opened.extend(ctx.mount_fds.values())
+        user_fd = next((fd for t, fd in join_child if t == "user"), None)
+        if user_fd is not None:  # the new namespaces must belong to it, as with runc
+            pid, born_in = nsjoin.spawn_in_user_namespace(flags, user_fd), False
+        else:
+            pid, born_in = _spawn_init(flags, mgr)
         if pid == 0:
             sd.unlock()  # flock is per open file: our copy would block `start` forever
             parent_ch.close()
@@ -163,9 +172,6 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                 hooks.run("createRuntime", cfg_hooks.get("createRuntime", []), rstate,
                           cwd=bundle)
                 parent_ch.send({"type": "hooks-done"})
-            elif msg["type"] == "mount-sources":
-                from runtime.linux import bindsrc
-                bindsrc.serve(pid, config.get("mounts") or [], bundle, src_sock)
             elif msg["type"] == "ready":
                 break
         info = proc_start_time(pid)

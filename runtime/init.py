@@ -17,8 +17,8 @@ import struct
 from runtime import hooks
 from runtime.channel import Channel
 from runtime.errors import PyruncError
+from runtime.linux import nsjoin, rootfs
 from runtime.linux import process_setup as ps
-from runtime.linux import rootfs
 from runtime.linux import syscalls as sc
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -53,7 +53,13 @@ class InitContext:
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
         self.self_join: list[str] = []  # cgroup v1 dirs we move ourselves into ("0" > tasks)
-        self.mount_sock: int | None = None  # where create hands over bind sources (userns)
+        self.mount_fds: dict[int, int] = {}  # mount index -> detached bind source (userns)
+        # The mount namespace: "new", "joined" (another one, by path: rootfs_id is the
+        # (st_dev, st_ino) the rootfs must have there) or "runtime" (inherited: the root is
+        # built in a scratch namespace, see scratchns.py).
+        self.mnt_mode = "new"
+        self.rootfs_id: tuple[int, int] | None = None
+        self.scratch_back: int | None = None
 
 
 def main(ctx: InitContext) -> None:
@@ -102,12 +108,18 @@ def _run(ctx: InitContext) -> None:
         if later:
             sc.unshare(later)  # as the user namespace's root (see create.py)
     for nstype, fd in ctx.join_fds:
+        if nstype == "user" and nsjoin.same_namespace(f"/proc/self/fd/{fd}",
+                                                      "/proc/self/ns/user"):
+            os.close(fd)
+            continue  # born in it (create.py); joining it again would fail with EINVAL
         try:
             sc.setns(fd, NS_FLAGS[nstype])
         except OSError as e:
             raise PyruncError(f"linux.namespaces: cannot join {nstype} namespace: "
                               f"{e.strerror}") from None
         os.close(fd)
+    if ctx.mnt_mode == "joined":
+        _check_rootfs_visible(ctx)
     if ctx.new_keyring:
         _join_keyring(ctx.new_keyring)
     if "cgroup" in ctx.new_ns:
@@ -121,14 +133,13 @@ def _run(ctx: InitContext) -> None:
         _loopback_up()
     ps.set_oom_score_adj(proc.get("oomScoreAdj"))
     mount_ctx = {"userns": "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds),
-                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup}
-    if "mount" in ctx.new_ns:
-        if ctx.mount_sock is not None:  # host root opens the bind sources we may not reach
-            from runtime.linux import bindsrc
-            ctx.channel.send({"type": "mount-sources"})
-            mount_ctx["mount_fds"] = bindsrc.receive(ctx.mount_sock)
-        rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
-    for fd in mount_ctx.get("mount_fds", {}).values():
+                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup,
+                 "mount_fds": ctx.mount_fds}
+    if ctx.mnt_mode == "runtime":
+        from runtime.linux import scratchns
+        ctx.scratch_back = scratchns.enter()
+    rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
+    for fd in ctx.mount_fds.values():
         os.close(fd)  # never into the container, whatever --preserve-fds reaches
     if ctx.has_runtime_hooks:
         ctx.channel.send({"type": "hooks"})
@@ -141,22 +152,20 @@ def _run(ctx: InitContext) -> None:
               dict(state, pid=os.getpid()), cwd=ctx.rootfs)
     if ctx.no_pivot:
         rootfs.move_root(ctx.rootfs)
-    elif "mount" in ctx.new_ns:
-        rootfs.pivot(ctx.rootfs)
     else:
-        os.chroot(ctx.rootfs)
-        os.chdir("/")
+        rootfs.pivot(ctx.rootfs)
     _sysctl(spec.get("linux", {}).get("sysctl", {}))
     rootfs.finish(spec)
-    if "mount" in ctx.new_ns:
-        rootfs.late_propagation(spec)  # last: an unbindable root can't be bound from
+    rootfs.late_propagation(spec)  # last: an unbindable root can't be bound from
     if not proc:
+        _leave_scratch(ctx)
         _wait_without_process(ctx)  # never returns
     user = proc.get("user", {})
     if ctx.console_fd is not None:
         from runtime.console import setup_console
         setup_console(ctx.console_fd, user.get("uid", 0), user.get("gid", 0))
         os.close(ctx.console_fd)
+    _leave_scratch(ctx)  # after every mount, the console's bind included
     ps.chdir_inside(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
     env = ps.build_env(proc)
@@ -190,6 +199,26 @@ def _run(ctx: InitContext) -> None:
     except PyruncError as e:
         os.write(2, f"pyrunc: {e}\n".encode())
         os._exit(127)
+
+
+def _check_rootfs_visible(ctx: InitContext) -> None:
+    """A mount namespace joined by path is where the root gets built (as runc does): the
+    rootfs must be there, the same directory the runtime sees."""
+    try:
+        st = os.stat(ctx.rootfs)
+        seen: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except OSError:
+        seen = None
+    if seen != ctx.rootfs_id:
+        raise PyruncError(f"linux.namespaces: the joined mount namespace does not show the "
+                          f"rootfs {ctx.rootfs}")
+
+
+def _leave_scratch(ctx: InitContext) -> None:
+    if ctx.scratch_back is not None:
+        from runtime.linux import scratchns
+        back, ctx.scratch_back = ctx.scratch_back, None
+        scratchns.leave(back)
 
 
 def _wait_without_process(ctx: InitContext) -> None:

@@ -30,8 +30,9 @@ def same_namespace(a: str, b: str) -> bool:
 
 
 def open_namespaces(pid: int) -> list[tuple[str, int, int]]:
-    """(name, fd, flag) for each namespace of `pid` that is not ours, the user one first.
-    A kernel without a namespace type (no /proc/self/ns/time) simply has nothing to join."""
+    """(name, fd, flag) for each namespace of `pid` that is not ours, the user one first, and
+    ("root", fd, 0) for its root when it shares our mount namespace but not our root. A
+    kernel without a namespace type (no /proc/self/ns/time) simply has nothing to join."""
     out: list[tuple[str, int, int]] = []
     try:
         for name, flag in [("user", sc.CLONE_NEWUSER)] + NS_FILES:
@@ -45,6 +46,15 @@ def open_namespaces(pid: int) -> list[tuple[str, int, int]]:
             except OSError as e:
                 raise PyruncError(f"cannot open {theirs}: {e.strerror}") from None
             out.append((name, fd, flag))
+        if not any(name == "mnt" for name, _fd, _flag in out):
+            # Our mount namespace (no mount namespace of its own): its root is a chroot.
+            theirs = f"/proc/{pid}/root"
+            if not same_namespace(theirs, "/"):
+                try:
+                    fd = os.open(theirs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise PyruncError(f"cannot open {theirs}: {e.strerror}") from None
+                out.append(("root", fd, 0))
     except BaseException:
         close_all(out)
         raise
@@ -69,6 +79,8 @@ def join(fds: list[tuple[str, int, int]]) -> None:
         if flag == sc.CLONE_NEWUSER:
             user = (name, fd, flag)
             continue
+        if name == "root":
+            continue
         try:
             sc.setns(fd, flag)
         except OSError as e:
@@ -80,6 +92,11 @@ def join(fds: list[tuple[str, int, int]]) -> None:
             sc.setns(fd, flag)
         except OSError as e:
             raise PyruncError(f"cannot join the {name} namespace: {e.strerror}") from None
+    for name, fd, _flag in fds:
+        if name == "root":
+            os.fchdir(fd)
+            os.chroot(".")
+            os.chdir("/")
 
 
 def mount_mode(path: str | None) -> str:
@@ -91,3 +108,39 @@ def mount_mode(path: str | None) -> str:
     if not path:
         return "new"
     return "runtime" if same_namespace(path, "/proc/self/ns/mnt") else "joined"
+
+
+CLONE_PARENT = 0x00008000
+
+
+def spawn_in_user_namespace(flags: int, user_fd: int) -> int:
+    """clone(flags) from inside the user namespace `user_fd`, so that the namespaces the
+    clone makes belong to it. Like fork: 0 in the new process, its pid in the caller, whose
+    child it is (an intermediate joins the user namespace and clones with CLONE_PARENT)."""
+    rfd, wfd = os.pipe()
+    mid = os.fork()
+    if mid == 0:
+        os.close(rfd)
+        try:
+            sc.setns(user_fd, sc.CLONE_NEWUSER)
+            pid = sc.clone(flags | CLONE_PARENT)
+        except BaseException as e:  # noqa: BLE001 - everything must reach the caller
+            os.write(wfd, str(getattr(e, "strerror", None) or e).encode())
+            os._exit(1)
+        if pid == 0:
+            os.close(wfd)
+            return 0
+        os.write(wfd, str(pid).encode())
+        os._exit(0)
+    os.close(wfd)
+    try:
+        data = b""
+        while chunk := os.read(rfd, 4096):
+            data += chunk
+    finally:
+        os.close(rfd)
+        os.waitpid(mid, 0)
+    if not data.isdigit():
+        raise PyruncError("linux.namespaces: cannot start the init in the user namespace: "
+                          + data.decode(errors="replace"))
+    return int(data)
