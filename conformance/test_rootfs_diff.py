@@ -396,6 +396,20 @@ def test_userns_bind_submounts_stay_locked(pair, config, volume):
         subprocess.run(["umount", rosub], check=False)
 
 
+def test_userns_mount_point_it_cannot_make(pair, config):
+    """A mount point missing from a rootfs owned by host root: the user namespace's root
+    can't create it. Both refuse; pyrunc's one line names the mount."""
+    def mutate(cfg: Config, bundle: str) -> None:
+        inaccessible_sources(cfg, bundle)
+        cfg["mounts"].append({"type": "tmpfs", "source": "tmpfs",
+                              "destination": "/newdir/x"})
+    got = {n: pair.run(n, config, mutate) for n in NAMES}
+    assert got["runc"].rc != 0, got["runc"].stdout
+    assert got["pyrunc"].rc != 0
+    err = got["pyrunc"].stderr.strip()
+    assert "/newdir/x" in err and "Permission denied" in err and "\n" not in err, err
+
+
 # -- linux.rootfsPropagation ---------------------------------------------------------------------
 
 def _propagation_tag(mountinfo_line: str) -> str:

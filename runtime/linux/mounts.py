@@ -169,14 +169,19 @@ class _Target:
 
 
 def _make_target(rootfs: str, dest: str, is_file: bool) -> str:
+    """The mount point inside rootfs, created (a file for a file source) if missing."""
     resolved = secure_join(rootfs, dest)
-    if is_file:
-        mkdir_all_inside(rootfs, os.path.dirname(os.path.relpath(resolved, rootfs)) or "/")
-        if not os.path.lexists(resolved):
-            fd = os.open(resolved, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            os.close(fd)
-    else:
-        mkdir_all_inside(rootfs, os.path.relpath(resolved, rootfs))
+    try:
+        if is_file:
+            mkdir_all_inside(rootfs, os.path.dirname(os.path.relpath(resolved, rootfs)) or "/")
+            if not os.path.lexists(resolved):
+                flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(resolved, flags, 0o644))
+        else:
+            mkdir_all_inside(rootfs, os.path.relpath(resolved, rootfs))
+    except OSError as e:  # e.g. a root-owned rootfs seen from a user namespace's root
+        raise PyruncError(f"mount {dest}: cannot create the mount point "
+                          f"{os.path.relpath(resolved, rootfs)}: {e.strerror}") from None
     return resolved
 
 
