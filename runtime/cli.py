@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runtime import cli_cgroups, jsonio
+from runtime import jsonio
 from runtime.cliparse import Arg, Command, Opt, UnknownCommand, UsageError, parse, usage_error
 from runtime.errors import PyruncError
 from runtime.log import Logger
@@ -92,7 +92,26 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("validate", "check a bundle's config.json against specs/",
             [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
-cli_cgroups.register(COMMANDS)
+CGROUP_COMMANDS = ("update", "events", "ps")  # runtime/cli_cgroups.py, loaded when used
+
+
+def all_commands() -> dict[str, Command]:
+    """COMMANDS with update/events/ps added: their module is imported only for them and for
+    help, which keeps it off the create/start/state/kill/delete path."""
+    if CGROUP_COMMANDS[0] not in COMMANDS:
+        from runtime import cli_cgroups
+        cli_cgroups.register(COMMANDS)
+        HANDLERS.update(cli_cgroups.COMMANDS)
+    return COMMANDS
+
+
+def _parse(argv: list[str]):
+    try:
+        return parse(argv, GLOBAL, COMMANDS)
+    except UnknownCommand as e:
+        if e.name not in CGROUP_COMMANDS:
+            raise
+    return parse(argv, GLOBAL, all_commands())
 
 
 def parse_signal(text: str) -> int:
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status as runc's: 0, 1 for a failure or a usage error,
     3 for an unknown command, 255 for a failure of exec itself (else the process's)."""
     try:
-        args = parse(sys.argv[1:] if argv is None else argv, GLOBAL, COMMANDS)
+        args = _parse(sys.argv[1:] if argv is None else argv)
     except UnknownCommand as e:
         from runtime.clihelp import no_topic
         sys.stderr.write(f"pyrunc: {no_topic(e.name)}\n")
@@ -159,8 +178,8 @@ def _help_or_version(args) -> int:
         return 0
     topic = args.topic or args.command
     if topic is None:
-        sys.stdout.write(clihelp.app_help("pyrunc", GLOBAL, COMMANDS))
-    elif topic in COMMANDS:
+        sys.stdout.write(clihelp.app_help("pyrunc", GLOBAL, all_commands()))
+    elif topic in all_commands():
         sys.stdout.write(clihelp.command_help("pyrunc", COMMANDS[topic]))
     else:
         sys.stderr.write(f"pyrunc: {clihelp.no_topic(topic)}\n")
@@ -396,4 +415,3 @@ HANDLERS = {"spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd
             "resume": cmd_resume, "list": cmd_list, "exec": cmd_exec,
             "features": cmd_features, "checkpoint": cmd_checkpoint, "restore": cmd_checkpoint,
             "validate": cmd_validate}
-HANDLERS.update(cli_cgroups.COMMANDS)

@@ -11,8 +11,6 @@ import errno
 import os
 import time
 
-from runtime import hooks
-from runtime.cgroups import load_manager
 from runtime.errors import NotExistError, NotRunningError, PyruncError
 from runtime.state import StateDir, public_state, status_of
 
@@ -44,6 +42,7 @@ class Container:
         return public_state(self.state, self.status())
 
     def _hook_state(self, status: str) -> dict[str, Any]:
+        from runtime import hooks
         return hooks.hook_state(self.id, status, self.pid, self.state["bundle"],
                                 self.state.get("annotations"))
 
@@ -67,8 +66,8 @@ class Container:
             finally:
                 os.close(fd)
             os.unlink(self.dir.fifo)
-            hooks.run_warn("poststart", self.state.get("hooks", {}).get("poststart", []),
-                           self._hook_state("running"), warn, cwd=self._bundle_dir())
+            _run_hooks_warn("poststart", self.state.get("hooks", {}).get("poststart", []),
+                            lambda: self._hook_state("running"), warn, self._bundle_dir())
         finally:
             self.dir.unlock()
 
@@ -148,8 +147,8 @@ class Container:
                     mgr.destroy()
                 except (OSError, PyruncError) as e:
                     warn(f"cgroup cleanup: {e}")
-            hooks.run_warn("poststop", self.state.get("hooks", {}).get("poststop", []),
-                           self._hook_state("stopped"), warn)
+            _run_hooks_warn("poststop", self.state.get("hooks", {}).get("poststop", []),
+                            lambda: self._hook_state("stopped"), warn, None)
             self.dir.remove()
         finally:
             self.dir.unlock()
@@ -199,6 +198,22 @@ def _live(pids: list[int]) -> bool:
         if raw[raw.rindex(b")") + 2:][:1] not in (b"Z", b"X"):
             return True
     return False
+
+
+def load_manager(state: dict[str, Any]):
+    """runtime.cgroups' load_manager, imported on first use: `state`, `start` and a plain
+    `kill` never touch cgroups (two modules fewer on their path)."""
+    from runtime.cgroups import load_manager as load
+    return load(state)
+
+
+def _run_hooks_warn(kind: str, hook_list: list[dict[str, Any]],
+                    state: Callable[[], dict[str, Any]], warn: Callable[[str], None],
+                    cwd: str | None) -> None:
+    """runtime.hooks.run_warn, importing runtime.hooks only when there are hooks to run."""
+    if hook_list:
+        from runtime import hooks
+        hooks.run_warn(kind, hook_list, state(), warn, cwd=cwd)
 
 
 def list_containers(root: str) -> list[Container]:

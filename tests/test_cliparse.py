@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cli import COMMANDS, GLOBAL, parse_signal
+from runtime.cli import COMMANDS, GLOBAL, all_commands, parse_signal
 from runtime.clihelp import app_help, command_help
 from runtime.cliparse import UnknownCommand, UsageError, parse
 from runtime.errors import PyruncError
@@ -55,9 +55,10 @@ def test_usage_errors(argv, msg):
 
 
 def test_help_lists_every_command_and_option():
-    top = app_help("pyrunc", GLOBAL, COMMANDS)
+    top = app_help("pyrunc", GLOBAL, all_commands())
     for name in COMMANDS:
         assert f"   {name} " in top
+    assert {"update", "events", "ps"} <= set(COMMANDS)
     sub = command_help("pyrunc", COMMANDS["create"])
     assert "--console-socket value" in sub and "<container-id>" in sub
     assert p("create", "--help").help
