@@ -19,7 +19,6 @@ from runtime.init import NS_FLAGS, InitContext
 from runtime.init import main as init_main
 from runtime.linux import nsjoin
 from runtime.linux import syscalls as sc
-from runtime.linux.mounts import open_bind_sources
 from runtime.state import StateDir, atomic_write, now_rfc3339, proc_start_time
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -129,10 +128,14 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         if mnt_mode == "joined":
             st = os.stat(rootfs)
             ctx.rootfs_id = (st.st_dev, st.st_ino)
-        if "user" in new_ns or any(t == "user" for t, _ in join_child):
-            # Bind sources the user namespace's root may not reach: opened now, as root.
-            ctx.mount_fds = open_bind_sources(config.get("mounts") or [], bundle)
-            opened.extend(ctx.mount_fds.values())
+        src_sock = -1
+        if "user" in nss and config.get("mounts"):
+            from runtime.linux import bindsrc
+            if bindsrc.wanted(config["mounts"]):
+                # Bind sources the user namespace's root may not reach: opened by us, as
+                # host root, in the init's mount namespace when it asks (bindsrc.py).
+                src_sock, ctx.mount_sock = bindsrc.socketpair()
+                opened.extend([src_sock, ctx.mount_sock])
         user_fd = next((fd for t, fd in join_child if t == "user"), None)
         if user_fd is not None:  # the new namespaces must belong to it, as with runc
             pid, born_in = nsjoin.spawn_in_user_namespace(flags, user_fd), False
@@ -172,6 +175,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                 hooks.run("createRuntime", cfg_hooks.get("createRuntime", []), rstate,
                           cwd=bundle)
                 parent_ch.send({"type": "hooks-done"})
+            elif msg["type"] == "mount-sources":
+                from runtime.linux import bindsrc
+                bindsrc.serve(pid, config.get("mounts") or [], bundle, src_sock)
             elif msg["type"] == "ready":
                 break
         info = proc_start_time(pid)

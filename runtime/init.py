@@ -53,7 +53,7 @@ class InitContext:
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
         self.self_join: list[str] = []  # cgroup v1 dirs we move ourselves into ("0" > tasks)
-        self.mount_fds: dict[int, int] = {}  # mount index -> detached bind source (userns)
+        self.mount_sock: int | None = None  # where create hands over bind sources (userns)
         # The mount namespace: "new", "joined" (another one, by path: rootfs_id is the
         # (st_dev, st_ino) the rootfs must have there) or "runtime" (inherited: the root is
         # built in a scratch namespace, see scratchns.py).
@@ -133,13 +133,16 @@ def _run(ctx: InitContext) -> None:
         _loopback_up()
     ps.set_oom_score_adj(proc.get("oomScoreAdj"))
     mount_ctx = {"userns": "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds),
-                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup,
-                 "mount_fds": ctx.mount_fds}
+                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup}
     if ctx.mnt_mode == "runtime":
         from runtime.linux import scratchns
         ctx.scratch_back = scratchns.enter()
+    if ctx.mount_sock is not None:  # host root opens the bind sources we may not reach
+        from runtime.linux import bindsrc
+        ctx.channel.send({"type": "mount-sources"})
+        mount_ctx["mount_fds"] = bindsrc.receive(ctx.mount_sock)
     rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
-    for fd in ctx.mount_fds.values():
+    for fd in mount_ctx.get("mount_fds", {}).values():
         os.close(fd)  # never into the container, whatever --preserve-fds reaches
     if ctx.has_runtime_hooks:
         ctx.channel.send({"type": "hooks"})
