@@ -89,7 +89,8 @@ class Subject:
 
 
 class Bench:
-    def __init__(self, workdir: str, bundle: str, pyrunc_env: dict[str, str] | None) -> None:
+    def __init__(self, workdir: str, bundle: str, pyrunc_env: dict[str, str] | None,
+                 pyrunc: str = PYRUNC) -> None:
         self.workdir = workdir
         self.bundle = bundle
         self.errlog = os.path.join(workdir, "stderr.log")
@@ -101,7 +102,7 @@ class Bench:
             return os.path.join(workdir, "root-" + name)
 
         self.subjects = [
-            Subject("pyrunc", [PYRUNC, "--root", root("pyrunc")], root("pyrunc"), pyrunc_env),
+            Subject("pyrunc", [pyrunc, "--root", root("pyrunc")], root("pyrunc"), pyrunc_env),
             Subject("runc", [runc, "--root", root("runc")], root("runc")),
             Subject("crun+wrap", wrap([crun, "--root", root("crun")]), root("crun")),
             Subject("runc+wrap", wrap([runc, "--root", root("runcw")]), root("runcw")),
@@ -242,6 +243,24 @@ def pyrunc_env(mode: str, workdir: str) -> dict[str, str] | None:
     return env
 
 
+def snapshot_launcher(workdir: str) -> str:
+    """The pyrunc to run for `--code snapshot`. The installed launcher starts Python with -I
+    (scripts/install.sh), which ignores PYTHONPATH and would run the checkout: then a copy of
+    it, with the same interpreter and flags, that puts the snapshot first on sys.path."""
+    with open(PYRUNC) as f:
+        first = f.readline()
+    parts = first[2:].split() if first.startswith("#!") else []
+    if not any(p.startswith("-") and "I" in p for p in parts[1:]):
+        return PYRUNC  # a launcher that honours PYTHONPATH
+    path = os.path.join(workdir, "pyrunc")
+    with open(path, "w") as f:
+        f.write(f"#!{' '.join(parts)}\nimport sys\n"
+                f"sys.path.insert(0, {os.path.join(workdir, 'src')!r})\n"
+                "from runtime.cli import entry\nentry()\n")
+    os.chmod(path, 0o755)
+    return path
+
+
 def analyse(bench: Bench) -> dict[str, Any]:
     """Summaries per subject and op, wrapper-subtracted rows, and the pyrunc ratios."""
     summ: dict[str, dict[str, Any]] = {}
@@ -316,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         env = pyrunc_env(args.code, workdir)
+        launcher = PYRUNC if env is None else snapshot_launcher(workdir)
         bundle = make_bundle(os.path.join(workdir, "bundle"))
         crun_raw = crun_raw_check(bundle, workdir)
-        bench = Bench(workdir, bundle, env)
+        bench = Bench(workdir, bundle, env, launcher)
         warmup = args.warmup
         total = warmup + args.runs
         for i in range(total):
@@ -337,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "crun": first_line([which("crun"), "--version"]), "git": git_state(),
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
         "stale_pyc_in_checkout": stale, "crun_unwrapped": crun_raw,
+        "pyrunc_launcher": PYRUNC if launcher == PYRUNC else "copy of it on the snapshot",
         "wrapper": " ".join(wrap(["..."])),
         "wait_methods": {s.name: sorted(s.wait_methods) for s in bench.subjects},
         "cleanup_problems": left,
