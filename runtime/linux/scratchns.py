@@ -13,16 +13,10 @@ process using it. As with runc in that case, the root is a chroot, not a pivot_r
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from runtime.errors import PyruncError
 from runtime.linux import syscalls as sc
-
-_OPEN_TREE = 428  # the same number on x86_64 and aarch64 (new generic syscalls)
-_OPEN_TREE_CLONE = 1
-_OPEN_TREE_CLOEXEC = 0o2000000
-_AT_RECURSIVE = 0x8000
 
 
 def enter() -> int:
@@ -40,14 +34,12 @@ def enter() -> int:
 def leave(back: int) -> None:
     """From inside the finished root (pivoted in the scratch namespace): back to the
     runtime's mount namespace, with a detached copy of that root as our root."""
-    ret = sc._libc.syscall(_OPEN_TREE, -100, b"/",
-                           ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE))
-    if ret < 0:
-        err = ctypes.get_errno()
+    try:
+        tree = sc.open_tree_clone("/")
+    except OSError as e:
         os.close(back)
         raise PyruncError("no mount namespace: this kernel cannot clone the root as a "
-                          f"detached mount (open_tree: {os.strerror(err)})")
-    tree = int(ret)
+                          f"detached mount ({e.strerror})") from None
     try:
         try:
             sc.setns(back, sc.CLONE_NEWNS)

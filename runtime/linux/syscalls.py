@@ -16,11 +16,11 @@ _MACHINE = os.uname().machine  # not `platform`: it costs a few ms to import
 if _MACHINE in ("x86_64", "amd64"):
     SYS = {"clone": 56, "pivot_root": 155, "setns": 308, "unshare": 272,
            "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250,
-           "clone3": 435, "mount_setattr": 442}
+           "clone3": 435, "mount_setattr": 442, "open_tree": 428}
 elif _MACHINE in ("aarch64", "arm64"):
     SYS = {"clone": 220, "pivot_root": 41, "setns": 268, "unshare": 97,
            "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219,
-           "clone3": 435, "mount_setattr": 442}
+           "clone3": 435, "mount_setattr": 442, "open_tree": 428}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
 
@@ -120,6 +120,14 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root")
+
+
+def open_tree_clone(path: str) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE (Linux 5.2): an fd (close-on-exec)
+    on a detached copy of the mount tree at `path`, in no mount namespace."""
+    flags = 1 | 0o2000000 | AT_RECURSIVE  # OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+    return _check(_libc.syscall(SYS["open_tree"], -100, _b(path), ctypes.c_uint(flags)),
+                  f"open_tree {path}")
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
