@@ -10,19 +10,22 @@ import tempfile
 
 import pytest
 
+from conformance.cri.cluster import HANDLERS
 from conformance.engines.conftest import need, need_overlayfs, short_tempdir
 from conformance.engines.wrapper import Wrapper
 from tests.rig import PYRUNC, RUNC
 
-HANDLERS = ("pyrunc", "runc")
+try:
+    import grpc  # noqa: F401
+    import grpc_tools  # noqa: F401
+    GRPC_MISSING = ""
+except ImportError as e:  # the suite needs its client: say so instead of failing to import
+    GRPC_MISSING = f"{e.name} is not installed (scripts/install.sh installs it)"
+    collect_ignore_glob = ["test_*.py"]
 
 
-def _need_grpc() -> None:
-    try:
-        import grpc  # noqa: F401
-        import grpc_tools  # noqa: F401
-    except ImportError:
-        pytest.skip("grpcio/grpcio-tools not installed (scripts/install.sh installs them)")
+def pytest_report_header(config) -> str | None:
+    return f"conformance/cri: not collected: {GRPC_MISSING}" if GRPC_MISSING else None
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +58,6 @@ def cri_images(cri_registry, tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def cri_cluster(cri_images, cri_registry, tmp_path_factory):
     """containerd with the CRI plugin; the app image pulled through CRI PullImage."""
-    _need_grpc()
     bins = need("containerd", "containerd-shim-runc-v2", "ip")
     need_overlayfs()
     if not RUNC:
@@ -95,3 +97,24 @@ def pods(cri_cluster, cri_images):
     finally:
         problems = p.teardown()
     assert not problems, "left behind: " + "; ".join(problems)
+
+
+@pytest.fixture(scope="session")
+def _observations() -> dict:
+    return {}
+
+
+@pytest.fixture
+def same_as_other_handler(request, handler, _observations):
+    """same_as_other_handler(key, value): records what this handler's run observed; once
+    both handlers' runs of the test have recorded `key`, asserts the two are equal."""
+    test = request.node.originalname
+
+    def record(key: str, value: object) -> None:
+        seen = _observations.setdefault((test, key), {})
+        seen[handler] = value
+        if len(seen) == len(HANDLERS):
+            assert seen["pyrunc"] == seen["runc"], \
+                f"{test}: {key} differs: pyrunc {seen['pyrunc']!r} vs runc {seen['runc']!r}"
+
+    return record
