@@ -441,10 +441,16 @@ BAD = [
      "linux.seccomp.architectures[1]", "unknown architecture"),
     ({"flags": ["SECCOMP_FILTER_FLAG_FAST"]}, "linux.seccomp.flags[0]", "unknown flag"),
     ({"syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]},
-     "linux.seccomp.listenerPath", "needs a listenerPath"),
+     "linux.seccomp.listenerPath", "listenerPath is not set"),
+    ({"syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}], "listenerPath": ""},
+     "linux.seccomp.listenerPath", "listenerPath is not set"),
+    ({"syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}],
+      "listenerPath": "/x"},
+     "linux.seccomp.syscalls[0].names", "SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    ({"listenerPath": 7}, "linux.seccomp.listenerPath", "must be a string"),
     ({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"},
-     "linux.seccomp.defaultAction", "can't be the default"),
-    ({"listenerMetadata": "m"}, "linux.seccomp.listenerMetadata", "needs listenerPath"),
+     "linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY cannot be used as default action"),
+    ({"listenerMetadata": 5}, "linux.seccomp.listenerMetadata", "must be a string"),
 ]
 
 
@@ -581,5 +587,6 @@ def test_notify_listener_missing_fails_create(pyrunc, bundle, tmp_path):
     cid = pyrunc.new_id()
     p = pyrunc("create", "--bundle", bundle.path, cid)
     assert p.returncode != 0
-    assert "linux.seccomp.listenerPath: cannot connect" in p.stderr.decode()
+    assert ("linux.seccomp.listenerPath: failed to connect with seccomp agent specified in "
+            "the seccomp profile: " in p.stderr.decode())
     assert not os.path.exists(os.path.join(pyrunc.root, cid))

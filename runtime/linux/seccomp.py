@@ -200,8 +200,8 @@ def check(cfg: Any, where: str = "linux.seccomp") -> Plan:
     plan.default = _action(cfg.get("defaultAction"), default_ret, f"{where}.defaultAction",
                            f"{where}.defaultErrnoRet", EPERM)
     if cfg.get("defaultAction") == "SCMP_ACT_NOTIFY":
-        raise ConfigError(f"{where}.defaultAction", "SCMP_ACT_NOTIFY can't be the default "
-                          "action: the init itself would wait on the agent")
+        raise ConfigError(f"{where}.defaultAction", "SCMP_ACT_NOTIFY cannot be used as "
+                          "default action (the init itself would wait on the agent)")
     arches = cfg.get("architectures") or []
     if not isinstance(arches, list):
         raise ConfigError(f"{where}.architectures", "must be an array")
@@ -232,20 +232,22 @@ def check(cfg: Any, where: str = "linux.seccomp") -> Plan:
                          f"{p}.errnoRet", EPERM)
         if call["action"] == "SCMP_ACT_NOTIFY":
             plan.notify = True
+            if "write" in names:  # the init reports over a pipe after the load, as runc's
+                raise ConfigError(f"{p}.names", "SCMP_ACT_NOTIFY cannot be used for the "
+                                  "write syscall")
             if "sendmsg" in names:
                 raise ConfigError(f"{p}.names", "sendmsg can't be notified: the init needs "
                                   "it to hand the listener its fd")
         plan.rules.append((p, names, action, _conditions(call.get("args"), f"{p}.args")))
     lp, meta = cfg.get("listenerPath"), cfg.get("listenerMetadata")
-    if lp is not None and not (isinstance(lp, str) and lp.startswith("/")):
-        raise ConfigError(f"{where}.listenerPath", "must be an absolute path")
-    if meta is not None:
-        if not isinstance(meta, str):
-            raise ConfigError(f"{where}.listenerMetadata", "must be a string")
-        if not lp:
-            raise ConfigError(f"{where}.listenerMetadata", "needs listenerPath")
+    if lp is not None and not isinstance(lp, str):
+        raise ConfigError(f"{where}.listenerPath", "must be a string (a unix socket path, "
+                          "@name for an abstract one)")
     if plan.notify and not lp:
-        raise ConfigError(f"{where}.listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath")
+        raise ConfigError(f"{where}.listenerPath", "listenerPath is not set "
+                          "(SCMP_ACT_NOTIFY needs a listenerPath)")
+    if meta is not None and not isinstance(meta, str):  # unused without a listener, as in runc
+        raise ConfigError(f"{where}.listenerMetadata", "must be a string")
     plan.listener_path, plan.listener_metadata = lp or "", meta or ""
     return plan
 
@@ -452,8 +454,39 @@ def _attr(lib: Any, ctx: int, attr: int, value: int, where: str, what: str) -> N
                           f"{os.strerror(-rc)}")
 
 
+# listenerPath -> an fd connected by `create` before it cloned the init (see dial_agent)
+_dialed: dict[str, int] = {}
+
+
+def dial_agent(cfg: Any, where: str = "linux.seccomp") -> list[int]:
+    """In `create`, before the clone: connect to the agent from the host's network namespace
+    (an abstract @name lives there, as runc dials it) when the profile notifies. The init,
+    a clone of this process, takes the connection over; the caller closes the returned fds
+    once the init exists. Config errors come first, as they would from the init."""
+    plan = check(cfg, where)
+    if not plan.notify:
+        return []
+    sock = _dial(plan.listener_path, where)
+    fd = sock.detach()
+    _dialed[plan.listener_path] = fd
+    return [fd]
+
+
+def _dial(path: str, where: str) -> Any:
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:  # relative: from the caller's cwd; "@name": abstract
+        sock.connect("\0" + path[1:] if path.startswith("@") else path)
+    except OSError as e:
+        sock.close()
+        raise PyruncError(f"{where}.listenerPath: failed to connect with seccomp agent "
+                          f"specified in the seccomp profile: {path}: {e.strerror}") from None
+    return sock
+
+
 def _connect_listener(filt: Filter, plan: Plan, state: dict[str, Any], where: str) -> None:
     """Connect to the agent now, while its path is reachable; the fd goes over after load.
+    `create` dialed already (dial_agent); `exec` dials here, on the host side.
     The payload is the spec's container process state, built from `state` as given (the
     init's is the "creating" state the parent sent with "go")."""
     import json
@@ -463,11 +496,7 @@ def _connect_listener(filt: Filter, plan: Plan, state: dict[str, Any], where: st
     if plan.listener_metadata:
         msg["metadata"] = plan.listener_metadata
     filt._message = json.dumps(msg).encode()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(plan.listener_path)
-    except OSError as e:
-        sock.close()
-        raise PyruncError(f"{where}.listenerPath: cannot connect to "
-                          f"{plan.listener_path}: {e.strerror}") from None
+    fd = _dialed.pop(plan.listener_path, None)
+    sock = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd) if fd is not None
+            else _dial(plan.listener_path, where))
     filt._listener = sock
