@@ -13,6 +13,7 @@ from runtime import jsonio
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -35,8 +36,17 @@ class Channel:
             n = os.write(self.wfd, data)
             data = data[n:]
 
-    def recv(self) -> dict[str, Any] | None:
+    def recv(self, idle: Callable[[], None] | None = None,
+             every: float = 0.25) -> dict[str, Any] | None:
+        """The next message; None at EOF. With `idle`, it is called every `every` seconds
+        of silence (it may raise to stop waiting)."""
         while b"\n" not in self._buf:
+            if idle is not None:
+                import select
+                poller = select.poll()
+                poller.register(self.rfd, select.POLLIN)
+                while not poller.poll(int(every * 1000)):
+                    idle()
             chunk = os.read(self.rfd, 65536)
             if not chunk:
                 return None

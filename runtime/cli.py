@@ -77,6 +77,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
         Opt("--preserve-fds", value="N", default=0, type=int,
             help="pass fds 3..3+N-1 into the process"),
         Opt("--ignore-paused", help="exec even into a paused container"),
+        Opt("--cgroup", value="[CTRL[,CTRL]:]PATH", multi=True,
+            help="run in this sub-cgroup of the container's (for these v1 controllers)"),
         Opt("--apparmor", value="PROFILE", help="refused: no AppArmor on this host"),
         Opt("--process-label", value="LABEL", help="refused: no SELinux on this host"),
     ], _ID + [Arg("argv", "the program and its arguments", rest=True)]),
@@ -332,6 +334,7 @@ def cmd_exec(args, log: Logger) -> int:
 
 
 def _exec(args, log: Logger) -> int:
+    from runtime.cli_cgroups import parse_exec_cgroup
     from runtime.exec import ExecOptions, exec_in, process_from_flags, wait_forwarding
     if args.apparmor or args.process_label:
         raise PyruncError("exec: --apparmor/--process-label need AppArmor/SELinux, which this "
@@ -356,7 +359,7 @@ def _exec(args, log: Logger) -> int:
                                   args.no_new_privs, args.tty)
     # the pid file is written here, so that a bad path kills the process it names
     opts = ExecOptions(proc, args.detach, None, args.console_socket,
-                       args.preserve_fds, args.ignore_paused)
+                       args.preserve_fds, args.ignore_paused, parse_exec_cgroup(args.cgroup))
     log.debug("exec: joining the container", id=c.id, init=c.pid)
     pid, master = exec_in(c, opts)
     log.debug("exec: process started", pid=pid)

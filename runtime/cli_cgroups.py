@@ -127,6 +127,22 @@ def resources_from_flags(args: Any) -> dict[str, Any]:
     return r
 
 
+def parse_exec_cgroup(values: list[str] | None) -> dict[str, str]:
+    """exec --cgroup, as runc reads it: PATH (every controller) or CTRL[,CTRL]:PATH; a
+    later flag overrides an earlier one for the same controller."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        parts = v.split(":")
+        if len(parts) == 1:
+            out[""] = v
+        elif len(parts) == 2:
+            for ctrl in parts[0].split(","):
+                out[ctrl] = parts[1]
+        else:
+            raise PyruncError(f"invalid --cgroup argument: {v}")
+    return out
+
+
 def _read_resources(src: str) -> dict[str, Any]:
     import json
     try:

@@ -71,7 +71,7 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         fifo_fd = os.open(sd.fifo, os.O_PATH | os.O_CLOEXEC)
         opened.append(fifo_fd)
         linux = config.get("linux", {})
-        mgr = _cgroup(linux, opts.cid, opts.rootless)
+        mgr = _cgroup(linux, opts.cid, opts.rootless, warn)
         nss = specmod.namespaces(config)
         flags = 0
         new_ns: set[str] = set()
@@ -108,9 +108,6 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
         if console_fd is not None:
             opened.append(console_fd)
-        if (linux.get("seccomp") or {}).get("listenerPath"):
-            from runtime.linux import seccomp  # the agent is dialed from the host's netns
-            opened.extend(seccomp.dial_agent(linux["seccomp"]))
         parent_ch, child_ch = Channel.pair()
         opened.extend([parent_ch.rfd, parent_ch.wfd])
         cfg_hooks = config.get("hooks", {}) or {}
@@ -122,11 +119,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                           has_runtime_hooks=bool(cfg_hooks.get("prestart")
                                                  or cfg_hooks.get("createRuntime")),
                           new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
-        # Joining the cgroup: the cgroup2 directory at birth (clone3), the v1 ones by the
-        # init itself (a self-move skips the kernel's ~10 ms wait); as the parent, through
-        # cgroup.procs, whatever is left. A user namespace can't write host cgroupfs.
-        self_join = mgr.v1_dirs() if mgr is not None and "user" not in nss else []
-        ctx.self_join = self_join
+        # Joining the cgroup: the cgroup2 directory at birth (clone3); we write the init's
+        # pid into the rest. Only the container's processes ever enter its cgroup, never
+        # ours: a frozen one must not freeze the runtime.
         ctx.mnt_mode = mnt_mode
         if mnt_mode == "joined":
             st = os.stat(rootfs)
@@ -152,20 +147,19 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         if "user" in new_ns:
             _write_id_maps(pid, linux)
         hstate = hooks.hook_state(opts.cid, "creating", pid, bundle, config.get("annotations"))
-        # The first cgroup.procs write waits ~10 ms for the kernel (an RCU grace period), so
-        # the init sets up its mounts meanwhile. It is in its cgroup before we read any of
-        # its messages, hence before hooks, "ready" and exec. A cgroup namespace must be
-        # unshared after the join, so then the init waits for it.
+        # The init sets up its mounts while we write its pid into the v1 `tasks` files
+        # (cgroup.procs would wait ~10 ms for an RCU grace period). It is in its cgroup
+        # before we read any of its messages, hence before hooks, "ready" and exec. A
+        # cgroup namespace must be unshared after the join, so then the init waits for it.
         early = "cgroup" not in new_ns
         if early:
             parent_ch.send({"type": "go", "state": hstate})
         if mgr is not None:
-            skip = set(self_join) | ({mgr.unified_dir()} if born_in else set())
-            mgr.apply_except(pid, skip)
+            mgr.enter(pid, {mgr.unified_dir()} if born_in else set())
         if not early:
             parent_ch.send({"type": "go", "state": hstate})
         while True:
-            msg = parent_ch.recv()
+            msg = parent_ch.recv(idle=lambda: _check_not_frozen(mgr))
             if msg is None:
                 raise PyruncError(_died(pid))
             if msg["type"] == "error":
@@ -205,10 +199,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         return state
     except BaseException:
         if pid > 0:
-            _kill_and_reap(pid)
+            _kill_and_reap(pid, mgr)
         if mgr is not None:
             try:
-                mgr.destroy()
+                mgr.discard()  # what we made only: the cgroupsPath may be another's
             except (OSError, PyruncError) as e:
                 warn(f"cleanup: {e}")
         sd.remove()
@@ -279,23 +273,36 @@ def _spawn_init(flags: int, mgr) -> tuple[int, bool]:
     return sc.clone(flags), False
 
 
-def _cgroup(linux: dict[str, Any], cid: str, rootless: bool):
+def _cgroup(linux: dict[str, Any], cid: str, rootless: bool, warn=lambda msg: None):
     """Make the container's cgroup. Rootless, like runc: without write access and without
-    resources to apply, run without one; asked for limits it cannot set, fail clearly."""
+    resources to apply, run without one; asked for limits it cannot set, fail clearly.
+    As runc: a cgroup that already holds processes gets a warning, a frozen one is
+    refused (whatever enters it freezes), both before any setting is written."""
     mgr = new_manager(linux.get("cgroupsPath", ""), cid)
+    refused = False
     try:
         mgr.create()
+        refused = True
+        mgr.check_reuse(warn)
+        refused = False
         if linux.get("resources"):
             mgr.set(linux["resources"])
     except BaseException as e:
-        try:  # nothing half-made, whatever the failure: remove the directories created
-            mgr.destroy()
+        try:  # nothing half-made, whatever the failure: remove the directories we made
+            mgr.discard()
         except (OSError, PyruncError):
             pass
-        if isinstance(e, PyruncError) and rootless and not linux.get("resources"):
+        if isinstance(e, PyruncError) and rootless and not refused \
+                and not linux.get("resources"):
             return None
         raise
     return mgr
+
+
+def _check_not_frozen(mgr) -> None:
+    """Called while we wait for the init: a cgroup frozen under it would stall us forever."""
+    if mgr is not None and mgr.would_freeze():
+        raise PyruncError("container's cgroup unexpectedly frozen")
 
 
 def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
@@ -321,15 +328,32 @@ def _died(pid: int) -> str:
     return f"container init (pid {pid}) exited before it was ready (status {status})"
 
 
-def _kill_and_reap(pid: int) -> None:
+def _kill_and_reap(pid: int, mgr=None) -> None:
+    """SIGKILL the half-made init and reap it. A task frozen by the v1 freezer dies only
+    once thawed: if it lingers, it is moved out of the container's cgroup first."""
+    import time
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    deadline = time.monotonic() + 1.0
+    released = False
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            return
+        if time.monotonic() > deadline:
+            if mgr is None:
+                os.waitpid(pid, 0)
+                return
+            if released:
+                return  # still frozen somehow: leave it to init(1) rather than hang
+            mgr.release(pid)
+            released = True
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.002)
 
 
 def _owner() -> str:

@@ -32,13 +32,15 @@ CLONE_PARENT = 0x00008000
 class ExecOptions:
     def __init__(self, process: dict[str, Any], detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, ignore_paused: bool = False) -> None:
+                 preserve_fds: int = 0, ignore_paused: bool = False,
+                 cgroup: dict[str, str] | None = None) -> None:
         self.process = process
         self.detach = detach
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.ignore_paused = ignore_paused
+        self.cgroup = cgroup or {}  # exec --cgroup: controller ("" for all) -> sub-cgroup
 
 
 def process_from_flags(base: dict[str, Any], args: list[str], env: list[str],
@@ -77,7 +79,8 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
     if st == "stopped":
         raise PyruncError(f"cannot exec in a stopped container {c.id}: container not running")
     if st == "paused" and not opts.ignore_paused:
-        raise PyruncError(f"container {c.id} is paused (use --ignore-paused)")
+        raise PyruncError("cannot exec in a paused container (use --ignore-paused to "
+                          "override)")
     proc = opts.process
     check_process(proc, "process")
     terminal = bool(proc.get("terminal"))
@@ -98,7 +101,13 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         sec = seccomp.prepare(seccomp_cfg, "linux.seccomp", proc, st_now)
     fds: list[tuple[str, int, int]] = []
     console_fd = None
+    mgr = load_manager(c.state)
+    if opts.cgroup:
+        if mgr is None:
+            raise PyruncError(f"--cgroup: container {c.id} has no cgroup")
+        mgr.plan(opts.cgroup)  # a bad --cgroup fails before anything starts
     rfd, wfd = os.pipe()
+    go_r, go_w = os.pipe()  # the process waits on it until it is in its cgroup
     try:
         fds = nsjoin.open_namespaces(c.pid)
         if c.status() == "stopped":  # the pid was the init's when we opened its namespaces
@@ -106,14 +115,27 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         if opts.console_socket:
             from runtime.create import _connect_console
             console_fd = _connect_console(opts.console_socket)
-        mgr = load_manager(c.state)
         pid_a = os.fork()
         if pid_a == 0:
-            _intermediate(mgr, fds, wfd, rfd, proc, console_fd, opts.preserve_fds, sec)
+            os.close(go_w)
+            _intermediate(fds, wfd, rfd, go_r, proc, console_fd, opts.preserve_fds, sec)
         os.close(wfd)
-        wfd = -1
+        os.close(go_r)
+        wfd = go_r = -1
         os.waitpid(pid_a, 0)
-        pid = _await_exec(rfd)
+        pid = _read_pid(rfd)
+        if mgr is not None:
+            # We put the process there, never ourselves (nor the intermediate): a frozen
+            # cgroup (exec --ignore-paused) freezes only the container's process.
+            try:
+                mgr.enter(pid, sub=opts.cgroup)
+            except BaseException:
+                _kill_quietly(pid)
+                raise
+        os.write(go_w, b"g")
+        os.close(go_w)
+        go_w = -1
+        _await_exec(rfd, pid)
         master = None
         if listener is not None:
             from runtime.console import recv_fd
@@ -126,7 +148,7 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         return pid, master
     finally:
         nsjoin.close_all(fds)
-        for fd in (rfd, wfd, console_fd):
+        for fd in (rfd, wfd, go_r, go_w, console_fd):
             if fd is not None and fd >= 0:
                 os.close(fd)
         if listener is not None:
@@ -146,25 +168,43 @@ def _private_console_socket():
     return listener, tmpdir, path
 
 
-def _await_exec(rfd: int) -> int:
-    """Read the process's pid, then EOF (execve closed the pipe) or its error."""
+def _read_pid(rfd: int) -> int:
+    """The intermediate's one line: the process's pid, or why there is none."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(rfd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    msg = jsonio.loads(buf.split(b"\n", 1)[0]) if buf.strip() else {}
+    if "error" in msg:
+        raise PyruncError(msg["error"])
+    if not msg.get("pid"):
+        raise PyruncError("exec: the process died before it was started")
+    return msg["pid"]
+
+
+def _await_exec(rfd: int, pid: int) -> None:
+    """EOF (execve closed the pipe) or the process's error."""
     buf = b""
     while True:
         chunk = os.read(rfd, 65536)
         if not chunk:
             break
         buf += chunk
-    pid = 0
     for line in buf.splitlines():
         msg = jsonio.loads(line)
         if "error" in msg:
-            if pid:
-                _reap_quietly(pid)
+            _reap_quietly(pid)
             raise PyruncError(msg["error"])
-        pid = msg.get("pid", pid)
-    if not pid:
-        raise PyruncError("exec: the process died before it was started")
-    return pid
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap_quietly(pid)
 
 
 def _reap_quietly(pid: int) -> None:
@@ -185,17 +225,16 @@ def _error_text(e: BaseException) -> str:
     return str(e) if isinstance(e, PyruncError) else f"{type(e).__name__}: {e}"
 
 
-def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds, sec) -> None:
-    """In the forked child: cgroup, then the namespaces, then clone the process."""
+def _intermediate(fds, wfd, rfd, go_r, proc, console_fd, preserve_fds, sec) -> None:
+    """In the forked child: the namespaces, then clone the process. No cgroup: the parent
+    puts the process there (we are the runtime's, not the container's)."""
     try:
         os.close(rfd)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        if mgr is not None:
-            mgr.apply(os.getpid())
         nsjoin.join(fds)
         pid = sc.clone(CLONE_PARENT)
         if pid == 0:
-            _process(wfd, proc, console_fd, preserve_fds, sec)
+            _process(wfd, go_r, proc, console_fd, preserve_fds, sec)
         _report(wfd, {"pid": pid})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
         _report(wfd, {"error": f"exec: {_error_text(e)}"})
@@ -203,10 +242,14 @@ def _intermediate(mgr, fds, wfd, rfd, proc, console_fd, preserve_fds, sec) -> No
     os._exit(0)
 
 
-def _process(wfd: int, proc: dict[str, Any], console_fd: int | None,
+def _process(wfd: int, go_r: int, proc: dict[str, Any], console_fd: int | None,
              preserve_fds: int, sec) -> None:
-    """The exec'd process, in every namespace of the container; ends in execve."""
+    """The exec'd process, in every namespace of the container; ends in execve. It waits
+    until the parent has put it in the container's cgroup."""
     try:
+        if not os.read(go_r, 1):
+            os._exit(1)  # the parent gave up (it reports why)
+        os.close(go_r)
         user = proc.get("user", {})
         if console_fd is not None:
             from runtime.console import setup_console

@@ -56,9 +56,8 @@ def parse_rule(d: dict[str, Any]) -> tuple[str, int, int, int, bool]:
     t = d.get("type", "a") or "a"
     if t not in ("a", "b", "c"):
         raise PyruncError(f"linux.resources.devices: bad type {t!r} (a, b or c)")
-    access = d.get("access") or "rwm"
-    if set(access) - set(ACCESS):
-        raise PyruncError(f"linux.resources.devices: bad access {access!r} (r, w, m)")
+    from runtime.cgroups.resources_v1 import device_access
+    access = device_access(d.get("access"))
     nums = []
     for key in ("major", "minor"):
         v = d.get(key)

@@ -62,12 +62,66 @@ class Manager:
     """The operations every cgroup version provides to the runtime."""
 
     version = 0
+    made: list[str]  # directories create() made (parents first); [] when all were there
 
     def create(self) -> None:
         raise NotImplementedError
 
+    def dirs(self) -> list[str]:
+        """Every directory of the container's cgroup (one per hierarchy)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Undo create(): remove the directories it made, deepest first, and nothing that
+        was there before (a cgroupsPath may name another container's cgroup). Raises
+        naming what could not be removed, after trying every one."""
+        left = []
+        for d in reversed(getattr(self, "made", [])):
+            try:
+                rmdir_retry(d, tries=20)
+            except (OSError, PyruncError):
+                left.append(d)
+        if left:
+            raise PyruncError(f"cgroup: cannot remove {', '.join(left)}")
+
+    def check_reuse(self, warn: Callable[[str], None]) -> None:
+        """runc's checks of the cgroup a new container is about to join: processes already
+        there get a warning (the container still runs); a frozen cgroup is refused, since
+        whatever enters it freezes. Call after create(), before any setting is written."""
+        made = set(getattr(self, "made", []))
+        if not all(d in made for d in self.dirs()):  # new directories hold no process
+            n = len(self.pids())
+            if n:
+                warn(f"container's cgroup is not empty: {n} process(es) found")
+        if self.would_freeze():
+            raise PyruncError("container's cgroup unexpectedly frozen")
+
     def apply(self, pid: int) -> None:
         raise NotImplementedError
+
+    def plan(self, sub: dict[str, str] | None = None,
+             skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """The (directory, file) pairs enter() writes; raises on a bad `sub` (call it before
+        starting anything to check exec --cgroup)."""
+        raise NotImplementedError
+
+    def enter(self, pid: int, skip: set[str] | frozenset[str] = frozenset(),
+              sub: dict[str, str] | None = None) -> None:
+        """Put `pid`, a freshly cloned single-threaded container process, into the
+        container's cgroups (the directories in `skip` excepted: it was born there). Only
+        the container's processes go there; the runtime's own never do. `sub` maps a
+        controller ("" for all) to a sub-cgroup (exec --cgroup); the directory must exist."""
+        for d, name in self.plan(sub, skip):
+            enter_dir(d, name, pid)
+
+    def would_freeze(self) -> bool:
+        """True when a process put into this cgroup would be frozen: its freezer (own or
+        inherited from a parent) is FROZEN or freezing."""
+        return self.frozen()
+
+    def release(self, pid: int) -> None:
+        """Move `pid` out of a frozen cgroup into the runtime's own, so that a SIGKILL can
+        reach it (a task frozen by the v1 freezer dies only once thawed). Best effort."""
 
     def unified_dir(self) -> str | None:
         """The cgroup2 directory a new child can be born into (clone3 CLONE_INTO_CGROUP)."""
@@ -198,6 +252,45 @@ def load_manager(state: dict[str, Any]) -> Manager | None:
         return V2Manager(cg["unified"], cg.get("root", "/sys/fs/cgroup"))
     from runtime.cgroups.v1 import V1Manager
     return V1Manager(cg["paths"], cg.get("hierarchies", {}))
+
+
+def made_dirs(path: str) -> list[str]:
+    """The directories `os.makedirs(path)` would create, parents first."""
+    out = []
+    while path and path != "/" and not os.path.isdir(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out[::-1]
+
+
+def unified_frozen(path: str) -> bool:
+    """A cgroup2 directory is frozen, or freezes what enters it (a frozen parent)."""
+    if read(path, "cgroup.freeze") == "1":
+        return True
+    events = read(path, "cgroup.events")
+    return events is not None and "frozen 1" in events.splitlines()
+
+
+def sub_path(base: str, sub: str) -> str:
+    """`base`/`sub` for exec --cgroup; a path that leaves `base` is refused, as runc does."""
+    full = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+    if full != base and not full.startswith(base.rstrip("/") + "/"):
+        raise PyruncError(f"{sub} is not a sub cgroup path")
+    return full
+
+
+def enter_dir(path: str, name: str, pid: int) -> None:
+    """Write `pid` to `name` (tasks or cgroup.procs) of one cgroup directory; a missing
+    directory is reported as runc reports it (exec --cgroup names a sub-cgroup)."""
+    if not os.path.isdir(path):
+        raise PyruncError(f"error adding pid {pid} to cgroups: "
+                          f"{os.path.join(path, 'cgroup.procs')}: no such file or directory")
+    try:
+        with open(os.path.join(path, name), "w") as f:
+            f.write(str(pid))
+    except OSError as e:
+        raise PyruncError(f"error adding pid {pid} to cgroups: {os.path.join(path, name)}: "
+                          f"{e.strerror}") from None
 
 
 def write(path: str, name: str, value: str) -> None:

@@ -45,13 +45,24 @@ def _set(v: Any, field: str) -> int:
     return 0 if v is None else number(v, field)
 
 
+def device_access(access: Any) -> str:
+    """The r, w and m of a rule's access, in that order; like runc, other letters are
+    ignored (so "rwa" is "rw"), and none of the three is an error. Unset means rwm."""
+    if access is None or access == "":
+        return "rwm"
+    if not isinstance(access, str):
+        raise PyruncError(f"linux.resources.devices: access must be a string, not {access!r}")
+    kept = "".join(c for c in "rwm" if c in access)
+    if not kept:
+        raise PyruncError(f"linux.resources.devices: bad access {access!r} (none of r, w, m)")
+    return kept
+
+
 def device_rule(d: dict[str, Any]) -> str:
     t = d.get("type", "a") or "a"
     if t not in ("a", "b", "c"):
         raise PyruncError(f"linux.resources.devices: bad type {t!r} (a, b or c)")
-    access = d.get("access") or "rwm"
-    if not access or set(access) - set("rwm"):
-        raise PyruncError(f"linux.resources.devices: bad access {access!r} (r, w, m)")
+    access = device_access(d.get("access"))
     if t == "a":
         return "a"
     major = "*" if d.get("major") in (None, -1) else str(number(d["major"], "devices.major"))
@@ -331,7 +342,7 @@ def _unified(paths: dict[str, str], unified: dict[str, str], unified_root: str |
     """linux.resources.unified on a v1 host: only the cgroup2 mount beside the v1 hierarchies
     (hybrid) can take it, and only for files that exist there."""
     if "unified" not in paths or not unified_root:
-        raise PyruncError("linux.resources.unified: this host has cgroup v1 only (no cgroup2 "
-                          "mount); unified settings need cgroup v2")
+        raise PyruncError("invalid configuration: linux.resources.unified: this host has "
+                          "cgroup v1 only (no cgroup2 mount); unified settings need cgroup v2")
     from runtime.cgroups import resources_v2
     resources_v2.unified(paths["unified"], unified, unified_root, hybrid=True)

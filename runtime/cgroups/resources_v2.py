@@ -247,7 +247,10 @@ def unified(path: str, values: dict[str, Any], root: str | None, hybrid: bool = 
         if not os.path.exists(os.path.join(path, key)) and ctrl != "cgroup" and root:
             enable_controllers(root, path, [ctrl])
         if not os.path.exists(os.path.join(path, key)):
-            where = "the cgroup2 mount beside the v1 hierarchies" if hybrid else path
+            if hybrid:  # runc refuses unified on any v1 host with these words
+                raise PyruncError(f"invalid configuration: linux.resources.unified.{key}: the "
+                                  f"{ctrl} controller is not in the cgroup2 mount beside the v1 "
+                                  f"hierarchies ({key} missing); this needs cgroup v2")
             raise PyruncError(f"linux.resources.unified.{key}: the {ctrl} cgroup v2 controller "
-                              f"is not available in {where} ({key} missing)")
+                              f"is not available in {path} ({key} missing)")
         write(path, key, value)

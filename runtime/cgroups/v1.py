@@ -11,7 +11,17 @@ import os
 import time
 
 from runtime.cgroups import resources_v1
-from runtime.cgroups.manager import Manager, read, read_pids, remove_tree, write
+from runtime.cgroups.manager import (
+    Manager,
+    made_dirs,
+    own_cgroups,
+    read,
+    read_pids,
+    remove_tree,
+    sub_path,
+    unified_frozen,
+    write,
+)
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -30,8 +40,13 @@ class V1Manager(Manager):
     def _dirs(self) -> list[str]:
         return sorted(set(self.paths.values()))
 
+    def dirs(self) -> list[str]:
+        return self._dirs()
+
     def create(self) -> None:
+        self.made = []
         for d in self._dirs():
+            self.made += made_dirs(d)
             self._mkdir(d)
         cpuset = self.paths.get("cpuset")
         if cpuset:
@@ -59,6 +74,29 @@ class V1Manager(Manager):
         for d in self._dirs():
             if d not in skip:
                 write(d, "cgroup.procs", str(pid))
+
+    def plan(self, sub: dict[str, str] | None = None,
+             skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """(directory, file) that enter() writes: v1 directories through `tasks` (the
+        kernel moves the one thread without the ~10 ms RCU wait of a `cgroup.procs`
+        write), the cgroup2 directory beside them through cgroup.procs."""
+        sub = sub or {}
+        for key in sub:
+            if key and key not in self.paths:
+                have = ", ".join(sorted(k for k in self.paths if k != "unified"))
+                raise PyruncError(f"unknown controller {key} in --cgroup (this host has {have})")
+        keys: dict[str, list[str]] = {}  # directory -> its controllers (co-mounted ones)
+        for key, d in sorted(self.paths.items()):
+            keys.setdefault(d, []).append(key)
+        unified = self.paths.get("unified")
+        out = []
+        for d, names in keys.items():
+            rel = next((sub[k] for k in names if k in sub), sub.get("", ""))
+            if d in skip and not rel:
+                continue
+            out.append((sub_path(d, rel) if rel else d,
+                        "cgroup.procs" if d == unified else "tasks"))
+        return out
 
     def unified_root(self) -> str | None:
         """Mount point of the cgroup2 hierarchy beside the v1 ones, if there is one."""
@@ -88,6 +126,27 @@ class V1Manager(Manager):
     def frozen(self) -> bool:
         path = self.paths.get("freezer")
         return bool(path) and read(path, "freezer.state") == "FROZEN"
+
+    def would_freeze(self) -> bool:
+        path = self.paths.get("freezer")
+        if path and read(path, "freezer.state") in ("FROZEN", "FREEZING"):
+            return True
+        unified = self.paths.get("unified")
+        return bool(unified) and unified_frozen(unified)
+
+    def release(self, pid: int) -> None:
+        path = self.paths.get("freezer")
+        if not path:
+            return
+        for h in self.hierarchies.values():
+            if h.get("fstype") == "cgroup" and "freezer" in h.get("options", "").split(","):
+                own = own_cgroups().get("freezer", "/")
+                try:
+                    write(os.path.join(h["mountpoint"], own.lstrip("/")), "cgroup.procs",
+                          str(pid))
+                except PyruncError:
+                    pass
+                return
 
     def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
         """FROZEN/THAWED through freezer.state, waiting until the kernel reports it.

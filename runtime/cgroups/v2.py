@@ -6,7 +6,16 @@ from __future__ import annotations
 import os
 import time
 
-from runtime.cgroups.manager import Manager, read, read_pids, remove_tree, write
+from runtime.cgroups.manager import (
+    Manager,
+    made_dirs,
+    read,
+    read_pids,
+    remove_tree,
+    sub_path,
+    unified_frozen,
+    write,
+)
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -22,7 +31,11 @@ class V2Manager(Manager):
         self.path = path
         self.root = root  # the cgroup2 mount point
 
+    def dirs(self) -> list[str]:
+        return [self.path]
+
     def create(self) -> None:
+        self.made = made_dirs(self.path)
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as e:
@@ -39,6 +52,20 @@ class V2Manager(Manager):
     def apply_except(self, pid: int, skip: set[str]) -> None:
         if self.path not in skip:
             self.apply(pid)
+
+    def plan(self, sub: dict[str, str] | None = None,
+             skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        sub = sub or {}
+        if any(sub):
+            raise PyruncError(f"--cgroup: a controller name ({', '.join(k for k in sub if k)}) "
+                              "is for cgroup v1; cgroup v2 has one hierarchy")
+        rel = sub.get("", "")
+        if self.path in skip and not rel:
+            return []
+        return [(sub_path(self.path, rel) if rel else self.path, "cgroup.procs")]
+
+    def would_freeze(self) -> bool:
+        return unified_frozen(self.path)
 
     def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
         from runtime.cgroups import resources_v2
