@@ -450,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from imagetool.run.cli import register as register_container_verbs
     register_container_verbs(verb, sub)  # run ps logs stop kill rm exec, inspect <container>
+    from imagetool.trust.cli import register as register_trust_verbs
+    register_trust_verbs(verb, sub)  # key sign verify artifact attest verify-attestation
 
     for name, text in PLANNED.items():
         verb(name, cmd_planned, f"{text} (not implemented yet)")
