@@ -128,3 +128,22 @@ def test_rootless_true_as_root_is_refused():
     p = subprocess.run([sys.executable, "-m", "runtime", "--rootless", "true", "list"],
                        capture_output=True, cwd=REPO)
     assert p.returncode != 0 and b"--rootless=true" in p.stderr
+
+
+def test_rootless_exec_joins_every_namespace(user, rl_bundle):
+    """Without host privileges the container's namespaces can only be joined from inside its
+    user namespace: exec must still land in all of them (those nsjoin retries after it)."""
+    top, cfg = rl_bundle
+    cfg["process"]["args"] = ["sleep", "30"]
+    _write(top, cfg)
+    assert _as_user(top, "run", "-d", "--bundle", top, "rl3").returncode == 0
+    try:
+        pid = json.loads(_as_user(top, "state", "rl3").stdout)["pid"]
+        names = [n for n in ("user", "mnt", "pid", "ipc", "uts", "net", "cgroup")
+                 if os.path.exists(f"/proc/self/ns/{n}")]
+        p = _as_user(top, "exec", "rl3", "sh", "-c",
+                     "for n in " + " ".join(names) + "; do readlink /proc/self/ns/$n; done")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.decode().split() == [os.readlink(f"/proc/{pid}/ns/{n}") for n in names]
+    finally:
+        _as_user(top, "delete", "--force", "rl3")
