@@ -73,6 +73,24 @@ def test_join_missing_namespace_path_fails_cleanly(pyrunc, bundle):
     assert not os.path.exists(os.path.join(pyrunc.root, cid))
 
 
+def test_own_mount_namespace_by_path_never_moves_our_root(pyrunc, bundle):
+    """The runtime's own mount namespace named by path is the same as inheriting it: the
+    root is built apart (scratchns.py), never pivoted here; our "/" and mount table stay."""
+    root_before = os.stat("/")
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] == "mount":
+            ns["path"] = f"/proc/{os.getpid()}/ns/mnt"
+    out = pyrunc.run_script(bundle, "readlink /proc/self/ns/mnt; ls /; touch /x || echo ro")
+    lines = out.split()
+    assert lines[0] == os.readlink("/proc/self/ns/mnt")
+    assert lines[1:-1] == sorted(os.listdir(bundle.rootfs))
+    assert lines[-1] == "ro"  # root.readonly, on the detached tree only
+    assert (os.stat("/").st_dev, os.stat("/").st_ino) == (root_before.st_dev,
+                                                          root_before.st_ino)
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if bundle.path in line]
+
+
 @pytest.fixture
 def userns_bundle(rootfs_template):
     """A bundle under a world-traversable dir: a mapped root (host uid 100000) must be able
