@@ -254,7 +254,8 @@ def _process(wfd: int, go_r: int, proc: dict[str, Any], console_fd: int | None,
         if console_fd is not None:
             from runtime.console import setup_console
             os.setsid()
-            setup_console(console_fd, user.get("uid", 0), user.get("gid", 0), bind=False)
+            setup_console(console_fd, user.get("uid", 0), bind=False,
+                          size=proc.get("consoleSize"))
             os.close(console_fd)
         ps.chdir_inside(proc.get("cwd", "/"))
         ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")

@@ -166,7 +166,7 @@ def _run(ctx: InitContext) -> None:
     user = proc.get("user", {})
     if ctx.console_fd is not None:
         from runtime.console import setup_console
-        setup_console(ctx.console_fd, user.get("uid", 0), user.get("gid", 0))
+        setup_console(ctx.console_fd, user.get("uid", 0), size=proc.get("consoleSize"))
         os.close(ctx.console_fd)
     _leave_scratch(ctx)  # after every mount, the console's bind included
     ps.chdir_inside(proc.get("cwd", "/"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import subprocess
 import time
 
 from runtime.console import recv_fd
@@ -71,3 +72,64 @@ def test_run_with_terminal_proxies_output(pyrunc, bundle):
     p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id(), stdin=open(os.devnull))
     assert p.returncode == 0, p.stderr
     assert b"on-a-tty /dev/pts/" in p.stdout
+
+
+def test_non_root_process_leaves_the_callers_stdio_alone(pyrunc, bundle, tmp_path):
+    """runc chowns its stdio to the process's uid (fixStdioPermissions); pyrunc only ever
+    chowns the pty it makes."""
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 100}
+    bundle.config["process"]["args"] = ["sh", "-c", "echo hi; stat -L -c %u /proc/self/fd/1"]
+    bundle.write()
+    out = tmp_path / "out"
+    out.write_bytes(b"")
+    os.chmod(out, 0o666)
+    with open(out, "wb") as f:
+        p = subprocess.run([pyrunc.binary, "--root", pyrunc.root, "run", "--bundle",
+                            bundle.path, pyrunc.new_id()], stdin=subprocess.DEVNULL,
+                           stdout=f, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    st = os.stat(out)
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    assert out.read_text().split() == ["hi", str(os.getuid())]
+
+
+def test_terminal_belongs_to_the_process_uid_and_devpts_group(pyrunc, bundle, tmp_path):
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    bundle.config["process"].update(terminal=True, user={"uid": 1000, "gid": 100},
+                                    consoleSize={"height": 12, "width": 34},
+                                    args=["sh", "-c", "stat -c '%u %g' $(tty); stty size"])
+    bundle.write()
+    cid = pyrunc.new_id()
+    try:
+        pyrunc("run", "-d", "--bundle", bundle.path, "--console-socket", path, cid,
+               check=True)
+        conn, _ = listener.accept()
+        _name, master = recv_fd(conn)
+        conn.close()
+    finally:
+        listener.close()
+    try:
+        out = _read_until_eof(master).decode().replace("\r", "").split("\n")
+    finally:
+        os.close(master)
+    assert out[:2] == ["1000 5", "12 34"]
+
+
+def test_bad_console_size_is_refused(pyrunc, bundle, tmp_path):
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    bundle.config["process"].update(terminal=True, consoleSize={"height": -1, "width": 3})
+    bundle.write()
+    cid = pyrunc.new_id()
+    try:
+        p = pyrunc("create", "--bundle", bundle.path, "--console-socket", path, cid)
+    finally:
+        listener.close()
+    err = p.stderr.decode().strip()
+    assert p.returncode != 0 and "process.consoleSize.height" in err, err
+    assert len(err.splitlines()) == 1 and not os.path.exists(os.path.join(pyrunc.root, cid))
