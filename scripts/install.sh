@@ -41,7 +41,7 @@ if ! .venv/bin/python -c "import runtime, pytest, jsonschema" 2>/dev/null \
   touch .venv/.installed
 fi
 # The CRI suite's gRPC stubs (conformance/cri/_gen, gitignored) from our own .proto.
-.venv/bin/python conformance/cri/gen.py
+.venv/bin/python conformance/cri/gen.py --force
 # Every pyrunc call is a fresh interpreter and PYTHONDONTWRITEBYTECODE may be set: ship .pyc.
 .venv/bin/python -m compileall -q -j 0 runtime imagetool >/dev/null
 # pyrunc's own launcher instead of pip's console script: `python -I -S` skips site-packages
