@@ -5,7 +5,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install.sh || exit 1
-.venv/bin/ruff check runtime imagetool tests conformance bench scripts || exit 1
+.venv/bin/ruff check runtime imagetool tests conformance bench scripts conftest.py || exit 1
+# what this host offers (tests probe it and test the refusal where a feature is missing)
+.venv/bin/python -m tests.hostcaps || exit 1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

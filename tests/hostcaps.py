@@ -243,3 +243,7 @@ def summary() -> list[str]:
         f"netdev dummy: {netdev_driver('dummy')}, veth: {netdev_driver('veth')}",
         "host: bounding set lacks: " + (" ".join(caps) or "nothing probed"),
     ]
+
+
+if __name__ == "__main__":  # scripts/test.sh prints what the suite will find on this host
+    print("\n".join(summary()))
