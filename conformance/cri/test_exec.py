@@ -8,6 +8,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from conformance.cri.client import pb
+
 SLEEPER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done']
 
 
@@ -74,3 +76,26 @@ def test_exec_in_pod_pid_namespace(pods, handler, pid_mode):
     else:
         assert init.strip().startswith("sh -c trap"), init
     assert r.stderr == b""
+
+
+def test_exec_in_container_joined_to_another(pods, handler):
+    """pid=TARGET (kubectl debug's ephemeral containers): the second container joins the
+    first one's pid namespace; an exec into the second sees the first's init as pid 1 and
+    its own /proc/self/status."""
+    pod = pods.run(handler, "pidns-target", pid="CONTAINER")
+    first = pods.start(pod, "first", ["sh", "-c", 'trap "exit 0" TERM; while true; do '
+                                                  'sleep 0.1; done # first'])
+    sec = pb.LinuxContainerSecurityContext(namespace_options=pb.NamespaceOption(
+        network=pb.POD, ipc=pb.POD, pid=pb.TARGET, target_id=first))
+    second = pods.start(pod, "second", SLEEPER, security=sec)
+    r = pods.cri.exec_sync(second, ["sh", "-c", "grep -E '^(Name|Pid|NSpid):' /proc/self/status;"
+                                                " tr '\\0' ' ' < /proc/1/cmdline"])
+    assert r.exit_code == 0 and r.stderr == b"", r
+    lines = r.stdout.decode().splitlines()
+    fields = dict(line.split(":\t", 1) for line in lines[:3])
+    assert fields["Name"] == "grep" and fields["NSpid"] == fields["Pid"], r
+    assert lines[3].rstrip().endswith("# first"), r
+    # both containers' processes are in one namespace
+    r = pods.cri.exec_sync(first, ["readlink", "/proc/self/ns/pid"])
+    r2 = pods.cri.exec_sync(second, ["readlink", "/proc/self/ns/pid"])
+    assert r.stdout == r2.stdout and r.exit_code == 0
