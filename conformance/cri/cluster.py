@@ -15,6 +15,7 @@ import random
 import subprocess
 import time
 import uuid
+from typing import Any
 
 from conformance.engines.conftest import Daemon, unmount_and_remove
 
@@ -93,6 +94,8 @@ class CRIContainerd:
         self.ipam_dir = os.path.join(top, "cni", "ipam")
         self.log_root = os.path.join(top, "pod-logs")
         self.daemon: Daemon | None = None
+        self.client: Any = None
+        self.wrappers: dict[str, Any] = {}  # handler -> argv-logging wrapper, when used
         self.netns_before = netns_names()
 
     def runtime_root(self, handler: str) -> str:
@@ -186,7 +189,7 @@ state = "{self.top}/state"
     # --- life ------------------------------------------------------------------------------
 
     def start(self, client_factory) -> None:
-        """Write the config, start containerd, wait until the CRI answers Version and reports
+        """Write the config, start containerd, wait until the CRI's Status reports
         RuntimeReady and NetworkReady. `client_factory(sock)` makes the CRI client."""
         src = cni_bin_source()
         if src is None:
@@ -247,7 +250,7 @@ state = "{self.top}/state"
             left = self.remove_all_pods()
             if left:
                 problems += left
-        if getattr(self, "client", None):
+        if self.client is not None:
             self.client.close()
         if self.daemon:
             self.daemon.stop()
