@@ -127,16 +127,6 @@ class Manager:
         """The cgroup2 directory a new child can be born into (clone3 CLONE_INTO_CGROUP)."""
         return None
 
-    def v1_dirs(self) -> list[str]:
-        """The cgroup v1 directories: a single-threaded process joins each by writing "0" to
-        its `tasks` file itself, a move the kernel makes without the write lock (and the
-        ~10 ms RCU grace period) that a `cgroup.procs` write waits for."""
-        return []
-
-    def apply_except(self, pid: int, skip: set[str]) -> None:
-        """apply(), leaving out the directories in `skip` (joined some other way)."""
-        self.apply(pid)
-
     def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
         """Apply linux.resources; a setting the host can't apply raises, naming the controller."""
         raise NotImplementedError

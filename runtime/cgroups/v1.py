@@ -66,15 +66,6 @@ class V1Manager(Manager):
     def unified_dir(self) -> str | None:
         return self.paths.get("unified")
 
-    def v1_dirs(self) -> list[str]:
-        unified = self.paths.get("unified")
-        return [d for d in self._dirs() if d != unified]
-
-    def apply_except(self, pid: int, skip: set[str]) -> None:
-        for d in self._dirs():
-            if d not in skip:
-                write(d, "cgroup.procs", str(pid))
-
     def plan(self, sub: dict[str, str] | None = None,
              skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
         """(directory, file) that enter() writes: v1 directories through `tasks` (the

@@ -49,10 +49,6 @@ class V2Manager(Manager):
     def unified_dir(self) -> str | None:
         return self.path
 
-    def apply_except(self, pid: int, skip: set[str]) -> None:
-        if self.path not in skip:
-            self.apply(pid)
-
     def plan(self, sub: dict[str, str] | None = None,
              skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
         sub = sub or {}
