@@ -28,40 +28,50 @@ GLOBAL = [
     Opt("--criu", value="PATH", help="accepted for compatibility; unused"),
 ]
 
-_CREATE_OPTS = [
-    Opt("--bundle", "-b", value="DIR", default=".", help="the bundle directory"),
-    Opt("--pid-file", value="FILE", help="write the init's pid here"),
-    Opt("--console-socket", value="PATH", help="unix socket receiving the pty master"),
-    Opt("--no-pivot", help="move the rootfs onto / and chroot instead of pivot_root"),
-    Opt("--no-new-keyring", help="keep the caller's session keyring"),
-    Opt("--preserve-fds", value="N", default=0, type=int,
-        help="pass fds 3..3+N-1 into the container"),
-]
+
+def _create_flags() -> list[Opt]:
+    """create's and run's options."""
+    return [
+        Opt("--bundle", "-b", value="DIR", default=".", help="the bundle directory"),
+        Opt("--pid-file", value="FILE", help="write the init's pid here"),
+        Opt("--console-socket", value="PATH", help="unix socket receiving the pty master"),
+        Opt("--no-pivot", help="move the rootfs onto / and chroot instead of pivot_root"),
+        Opt("--no-new-keyring", help="keep the caller's session keyring"),
+        Opt("--preserve-fds", value="N", default=0, type=int,
+            help="pass fds 3..3+N-1 into the container"),
+    ]
+
+
 _ID = [Arg("id", "the container id")]
 
+# Each verb's options are built only when that verb runs (or for help): `lambda: [...]`.
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("spec", "write a default config.json",
-            [Opt("--bundle", "-b", value="DIR", default=".", help="the bundle directory"),
-             Opt("--rootless", help="a config for a user namespace")]),
-    Command("create", "create a container, its init waiting for start", _CREATE_OPTS, _ID),
+            lambda: [Opt("--bundle", "-b", value="DIR", default=".",
+                         help="the bundle directory"),
+                     Opt("--rootless", help="a config for a user namespace")]),
+    Command("create", "create a container, its init waiting for start", _create_flags,
+            _ID),
     Command("run", "create and start a container, wait for it, delete it",
-            _CREATE_OPTS + [Opt("--detach", "-d", help="return once started"),
-                            Opt("--keep", help="do not delete the container at exit")], _ID),
+            lambda: _create_flags() + [
+                Opt("--detach", "-d", help="return once started"),
+                Opt("--keep", help="do not delete the container at exit")], _ID),
     Command("start", "start a created container", [], _ID),
     Command("state", "print a container's state JSON", [], _ID),
     Command("kill", "signal the container's init (or all its processes)",
-            [Opt("--all", "-a", help="signal every process of the container")],
+            lambda: [Opt("--all", "-a", help="signal every process of the container")],
             _ID + [Arg("signal", "name or number (default SIGTERM)", optional=True,
                        default="SIGTERM")]),
     Command("delete", "delete a stopped container (--force: any)",
-            [Opt("--force", "-f", help="kill the container first if it runs")], _ID),
+            lambda: [Opt("--force", "-f", help="kill the container first if it runs")],
+            _ID),
     Command("list", "list containers",
-            [Opt("--format", "-f", value="FMT", default="table", choices=("table", "json"),
-                 help="table or json"),
-             Opt("--quiet", "-q", help="ids only")]),
+            lambda: [Opt("--format", "-f", value="FMT", default="table",
+                         choices=("table", "json"), help="table or json"),
+                     Opt("--quiet", "-q", help="ids only")]),
     Command("pause", "freeze every process of a container", [], _ID),
     Command("resume", "thaw a paused container", [], _ID),
-    Command("exec", "run a new process inside a running container", [
+    Command("exec", "run a new process inside a running container", lambda: [
         Opt("--process", "-p", value="FILE", help="a full OCI process JSON"),
         Opt("--tty", "-t", help="allocate a pseudo-TTY"),
         Opt("--console-socket", value="PATH", help="unix socket receiving the pty master"),
@@ -84,15 +94,16 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     ], _ID + [Arg("argv", "the program and its arguments", rest=True)]),
     Command("features", "print the runtime-spec features JSON of this pyrunc"),
     Command("checkpoint", "not supported (needs CRIU integration)",
-            [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
-             Opt("--leave-running"), Opt("--tcp-established"), Opt("--ext-unix-sk"),
-             Opt("--shell-job"), Opt("--file-locks")], _ID),
+            lambda: [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
+                     Opt("--leave-running"), Opt("--tcp-established"), Opt("--ext-unix-sk"),
+                     Opt("--shell-job"), Opt("--file-locks")], _ID),
     Command("restore", "not supported (needs CRIU integration)",
-            [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
-             Opt("--bundle", "-b", value="DIR", default="."), Opt("--detach", "-d"),
-             Opt("--pid-file", value="FILE"), Opt("--console-socket", value="PATH")], _ID),
+            lambda: [Opt("--image-path", value="DIR"), Opt("--work-path", value="DIR"),
+                     Opt("--bundle", "-b", value="DIR", default="."), Opt("--detach", "-d"),
+                     Opt("--pid-file", value="FILE"), Opt("--console-socket", value="PATH")],
+            _ID),
     Command("validate", "check a bundle's config.json against specs/",
-            [Opt("--bundle", "-b", value="DIR", default=".")]),
+            lambda: [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
 CGROUP_COMMANDS = ("update", "events", "ps")  # runtime/cli_cgroups.py, loaded when used
 
