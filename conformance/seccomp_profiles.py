@@ -10,6 +10,7 @@ with syscalls busybox can be made to call.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -125,3 +126,38 @@ def custom_default_errno(allowed_from: dict[str, Any]) -> dict[str, Any]:
             rules.append({"names": names, "action": "SCMP_ACT_ALLOW"})
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": EACCES,
             "architectures": allowed_from.get("architectures", []), "syscalls": rules}
+
+
+class SyscallTable:
+    """The native architecture's syscall table, as libseccomp knows it."""
+
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL("libseccomp.so.2")
+        self.lib.seccomp_arch_native.restype = ctypes.c_uint32
+        self.lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        self.lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+        self.lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
+        self.native = self.lib.seccomp_arch_native()
+
+    def nr(self, name: str) -> int:
+        return self.lib.seccomp_syscall_resolve_name(name.encode())
+
+    def names_upto(self, top: int) -> list[str]:
+        out = []
+        for nr in range(top + 1):
+            p = self.lib.seccomp_syscall_resolve_num_arch(self.native, nr)
+            if p:
+                out.append(ctypes.string_at(p).decode())
+                ctypes.CDLL(None).free(ctypes.c_void_p(p))
+        return out
+
+
+def allow_upto(table: SyscallTable, last: str, default: str, skip: tuple[str, ...] = ()
+               ) -> dict[str, Any]:
+    """Every syscall this libseccomp knows numbered up to `last` (but `skip`) allowed, the
+    native architecture listed, everything else to `default`."""
+    names = [n for n in table.names_upto(table.nr(last)) if n not in skip]
+    m = os.uname().machine
+    return {"defaultAction": default,
+            "architectures": [{"aarch64": "SCMP_ARCH_AARCH64"}.get(m, f"SCMP_ARCH_{m.upper()}")],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}

@@ -10,7 +10,6 @@ The profile allows every syscall this libseccomp knows up to close_range, except
 from __future__ import annotations
 
 import copy
-import ctypes
 import os
 import shutil
 import subprocess
@@ -18,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from conformance import seccomp_profiles as sp
 from conformance.pair import NAMES
+from conformance.seccomp_profiles import SyscallTable as Table
 
 pytestmark = pytest.mark.peer
 
@@ -43,30 +44,6 @@ int main(int argc, char **argv) {
 GCC = shutil.which("gcc")
 
 
-class Table:
-    """The native architecture's syscall table, as libseccomp knows it."""
-
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL("libseccomp.so.2")
-        self.lib.seccomp_arch_native.restype = ctypes.c_uint32
-        self.lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        self.lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
-        self.lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
-        self.native = self.lib.seccomp_arch_native()
-
-    def nr(self, name: str) -> int:
-        return self.lib.seccomp_syscall_resolve_name(name.encode())
-
-    def names_upto(self, top: int) -> list[str]:
-        out = []
-        for nr in range(top + 1):
-            p = self.lib.seccomp_syscall_resolve_num_arch(self.native, nr)
-            if p:
-                out.append(ctypes.string_at(p).decode())
-                ctypes.CDLL(None).free(ctypes.c_void_p(p))
-        return out
-
-
 @pytest.fixture(scope="module")
 def table() -> Table:
     return Table()
@@ -88,19 +65,10 @@ def nosys(tmp_path_factory) -> str:
     return out
 
 
-def _machine_arch() -> str:
-    m = os.uname().machine
-    return {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}.get(
-        m, f"SCMP_ARCH_{m.upper()}")
-
-
 def _profile(table: Table, default: str, arches: bool = True, **extra: Any) -> dict[str, Any]:
-    top = table.nr("close_range")
-    names = [n for n in table.names_upto(top) if n != "getppid"]
-    sec: dict[str, Any] = {"defaultAction": default,
-                           "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}
-    if arches:
-        sec["architectures"] = [_machine_arch()]
+    sec = sp.allow_upto(table, "close_range", default, skip=("getppid",))
+    if not arches:
+        del sec["architectures"]
     sec.update(extra)
     return sec
 

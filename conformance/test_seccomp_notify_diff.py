@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from conformance import seccomp_profiles as sp
 from conformance.pair import NAMES, Pair
 from conformance.seccomp_agent import Agent
 
@@ -121,6 +122,22 @@ def test_important_syscalls_notified(pair, config, agents, nnp):
     seen = _run_each(pair, cfg, agents())
     assert seen["runc"][0] == 0, seen["runc"]
     assert seen["pyrunc"][0] == 0, seen["pyrunc"]
+
+
+def test_notify_under_a_denying_default(pair, config, agents):
+    """An allow list under SCMP_ACT_ERRNO (so the -ENOSYS prologue applies) plus NOTIFY."""
+    sec = sp.allow_upto(sp.SyscallTable(), "close_range", "SCMP_ACT_ERRNO", skip=("mkdir",))
+    sec["syscalls"].append({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"})
+    sec["listenerMetadata"] = "bar"
+    cfg = copy.deepcopy(config)
+    cfg["linux"]["seccomp"] = sec
+    cfg["process"]["args"] = ["/bin/sh", "-c",
+                              "mkdir /dev/shm/foo && stat -c %F /dev/shm/foo-bar"]
+    ag = agents()
+    seen = _run_each(pair, cfg, ag)
+    assert seen["runc"][:2] == (0, "directory\n"), seen["runc"]
+    assert seen["pyrunc"][:2] == seen["runc"][:2], seen["pyrunc"]
+    assert all(ag[n].seen == ["mkdir"] for n in NAMES)
 
 
 def test_listener_path_without_notify_rules(pair, config, agents):
