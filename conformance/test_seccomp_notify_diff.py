@@ -165,6 +165,26 @@ def test_abstract_listener_path(pair, config, agents):
     assert seen["pyrunc"][:2] == seen["runc"][:2], seen["pyrunc"]
 
 
+def test_relative_listener_path_is_from_the_bundle(pair, config, sockdir):
+    """runc works in the bundle directory: a relative listenerPath is found there."""
+    cfg = _notify(config, "mkdir /dev/shm/foo && stat -c %F /dev/shm/foo-bar", False, ["mkdir"],
+                  "agent.sock")
+    seen = {}
+    for name in NAMES:
+        b = pair.bundle(name, cfg)
+        agent = Agent(os.path.join(b.path, "agent.sock"))
+        agent.start()
+        try:
+            p = pair.rt[name]("run", "--bundle", b.path, pair.rt[name].new_id("conf"),
+                              cwd=sockdir)
+        finally:
+            agent.stop()
+        seen[name] = (p.returncode, p.stdout.decode(), p.stderr.decode())
+        assert agent.error is None, agent.error
+    assert seen["runc"][:2] == (0, "directory\n"), seen
+    assert seen["pyrunc"][:2] == seen["runc"][:2], seen
+
+
 def test_agent_error_reaches_the_caller(pair, config, agents):
     cfg = _notify(config, "touch /dev/shm/foo && chmod 777 /dev/shm/foo", False,
                   ["chmod", "fchmod", "fchmodat"])

@@ -108,6 +108,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         console_fd = _connect_console(opts.console_socket) if opts.console_socket else None
         if console_fd is not None:
             opened.append(console_fd)
+        if (linux.get("seccomp") or {}).get("listenerPath"):
+            from runtime.linux import seccomp  # the agent is dialed from the host's netns
+            opened.extend(seccomp.dial_agent(linux["seccomp"], bundle))
         parent_ch, child_ch = Channel.pair()
         opened.extend([parent_ch.rfd, parent_ch.wfd])
         cfg_hooks = config.get("hooks", {}) or {}

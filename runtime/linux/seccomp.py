@@ -458,15 +458,19 @@ def _attr(lib: Any, ctx: int, attr: int, value: int, where: str, what: str) -> N
 _dialed: dict[str, int] = {}
 
 
-def dial_agent(cfg: Any, where: str = "linux.seccomp") -> list[int]:
+def dial_agent(cfg: Any, bundle: str, where: str = "linux.seccomp") -> list[int]:
     """In `create`, before the clone: connect to the agent from the host's network namespace
-    (an abstract @name lives there, as runc dials it) when the profile notifies. The init,
-    a clone of this process, takes the connection over; the caller closes the returned fds
-    once the init exists. Config errors come first, as they would from the init."""
+    (an abstract @name lives there, as runc dials it) when the profile notifies; a relative
+    path is taken from the bundle, runc's working directory. The init, a clone of this
+    process, takes the connection over; the caller closes the returned fds once the init
+    exists. Config errors come first, as they would from the init."""
     plan = check(cfg, where)
     if not plan.notify:
         return []
-    sock = _dial(plan.listener_path, where)
+    path = plan.listener_path
+    if not path.startswith(("/", "@")):
+        path = os.path.join(bundle, path)
+    sock = _dial(path, where)
     fd = sock.detach()
     _dialed[plan.listener_path] = fd
     return [fd]
@@ -475,7 +479,7 @@ def dial_agent(cfg: Any, where: str = "linux.seccomp") -> list[int]:
 def _dial(path: str, where: str) -> Any:
     import socket
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:  # relative: from the caller's cwd; "@name": abstract
+    try:  # "@name": abstract
         sock.connect("\0" + path[1:] if path.startswith("@") else path)
     except OSError as e:
         sock.close()
