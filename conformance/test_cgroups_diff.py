@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from conformance.cgroup_paths import CgroupNames, is_v2_host, pids_in, unified_dir, v1_dir
 from conformance.pair import NAMES, Pair
+from tests.cgroup_paths import CgroupNames, is_v2_host, pids_in, unified_dir, v1_dir
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(180)]
 
