@@ -51,7 +51,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from imagetool.pull import pull
     digest = pull(_store(args), args.ref, platform=args.platform,
                   all_platforms=args.all_platforms, progress=False if args.quiet else None,
-                  verify_diff_ids=args.verify_diff_ids)
+                  verify_diff_ids=args.verify_diff_ids,
+                  signature_policy=args.signature_policy, registries_d=args.registries_d)
     print(digest)
     return 0
 
@@ -339,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--verify-diff-ids", action="store_true",
                     help="also decompress every layer now and check the config's diff_ids "
                     "(always checked at unpack; compressed digests are always checked)")
+    sp.add_argument("--signature-policy", metavar="FILE", help="containers-policy.json(5) to "
+                    "enforce (default $IMAGETOOL_SIGNATURE_POLICY, else "
+                    "/etc/containers/policy.json when present)")
+    sp.add_argument("--registries.d", dest="registries_d", metavar="DIR",
+                    help="where GPG signatures' lookaside is configured "
+                    "(default /etc/containers/registries.d)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     sp = verb("push", cmd_push, "push an image from the store to a registry")

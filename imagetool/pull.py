@@ -111,12 +111,17 @@ def pull(store: Any, ref: str, platform: str | None = None, all_platforms: bool 
          progress: bool | None = None, config: RegistryConfig | None = None, *,
          reporter: Reporter | None = None, transport: Transport | None = None,
          docker_config: str | None = None, workers: int = WORKERS,
-         verify_diff_ids: bool = False) -> str:
+         verify_diff_ids: bool = False, signature_policy: str | None = None,
+         registries_d: str | None = None) -> str:
     """Pull `ref` into `store` and name it with the normalised reference; returns the digest
     of the stored top manifest or index (the registry's digest for the reference).
     `verify_diff_ids`: also decompress each new layer and check the config's diff_ids (see
-    the module docstring for why that is off by default)."""
+    the module docstring for why that is off by default). The signature policy
+    (imagetool/trust/policy.py: `signature_policy`, else $IMAGETOOL_SIGNATURE_POLICY, else
+    /etc/containers/policy.json when present) must accept the top manifest's digest before
+    anything is stored."""
     r = parse(ref)
+    policy = _policy(signature_policy)
     cfg = config or RegistryConfig.load()
     want = plat.parse(platform) if platform else None
     own_transport = transport is None
@@ -125,6 +130,9 @@ def pull(store: Any, ref: str, platform: str | None = None, all_platforms: bool 
     try:
         client, plan = _resolve_anywhere(r, cfg, transport, docker_config, want, all_platforms,
                                          rep)
+        if policy is not None:
+            from imagetool.trust.policy import check
+            check(policy, r, plan.top.digest, client, registries_d)
         with store.lease():
             _fetch_blobs(store, client, r, plan, rep, workers, verify_diff_ids)
             if want is not None and not plan.top.is_index:
@@ -139,6 +147,13 @@ def pull(store: Any, ref: str, platform: str | None = None, all_platforms: bool 
         rep.close()
         if own_transport:
             transport.close()
+
+
+def _policy(explicit: str | None) -> Any:
+    """The signature policy to enforce, loaded and checked (None: no policy file)."""
+    from imagetool.trust import policy
+    path = policy.find(explicit)
+    return policy.load(path) if path else None
 
 
 def _resolve_anywhere(r: Reference, cfg: RegistryConfig, transport: Transport,

@@ -65,8 +65,17 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from imagetool.trust import cosign, remote
-    key = _private_key(args)
+    if bool(args.key) == bool(args.sign_by):
+        raise TrustError("sign: give exactly one of --key (cosign) and --sign-by (GPG)")
     ref = remote.parse_ref(args.image)
+    if args.sign_by:
+        from imagetool.trust import simple
+        with _client(ref) as client:
+            digest, where = simple.sign(client, ref, args.sign_by, args.registries_d,
+                                        args.passphrase_file)
+        print(f"Stored GPG signature for {ref}@{digest} at {where}", file=sys.stderr)
+        return 0
+    key = _private_key(args)
     with _client(ref) as client:
         digest, where = cosign.sign(client, ref, key, referrers=args.referrers,
                                     annotations=_kv(args.annotation, "-a") or None)
@@ -76,8 +85,18 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from imagetool.trust import cosign, remote
-    pub = _public_key(args.key)
+    if bool(args.key) == bool(args.signature_policy):
+        raise TrustError("verify: give exactly one of --key and --signature-policy")
     ref = remote.parse_ref(args.image)
+    if args.signature_policy:
+        from imagetool.trust import policy
+        pol = policy.load(args.signature_policy)
+        with _client(ref) as client:
+            top = remote.manifest(client, ref)
+            what = policy.check(pol, ref, top.digest, client, args.registries_d)
+        print(f"{ref}@{top.digest}: accepted by {pol.path} ({what})")
+        return 0
+    pub = _public_key(args.key)
     with _client(ref) as client:
         digest, good = cosign.verify(client, ref, pub, identity=args.identity)
     print(f"Verification for {ref.name}@{digest} -- {len(good)} signature(s) verified "
@@ -156,7 +175,11 @@ def register(verb: Any, sub: Any) -> None:
 
     sp = verb("sign", cmd_sign, "sign an image in a registry (cosign's format)")
     sp.add_argument("image", metavar="IMAGE")
-    sp.add_argument("--key", required=True, help="cosign private key file")
+    sp.add_argument("--key", help="cosign private key file")
+    sp.add_argument("--sign-by", metavar="FINGERPRINT", help="instead: a GPG simple signing "
+                    "signature by this key of $GNUPGHOME, stored in the lookaside")
+    sp.add_argument("--registries.d", dest="registries_d", metavar="DIR",
+                    help="lookaside configuration for --sign-by")
     sp.add_argument("--passphrase-file")
     sp.add_argument("--referrers", action="store_true",
                     help="store the signature as an OCI 1.1 referrer, not a .sig tag")
@@ -165,9 +188,13 @@ def register(verb: Any, sub: Any) -> None:
 
     sp = verb("verify", cmd_verify, "verify an image's cosign signatures with a public key")
     sp.add_argument("image", metavar="IMAGE")
-    sp.add_argument("--key", required=True, help="public key (PEM)")
+    sp.add_argument("--key", help="public key (PEM)")
     sp.add_argument("--identity", help="the repository the signature must name "
                     "(default: IMAGE's)")
+    sp.add_argument("--signature-policy", metavar="FILE",
+                    help="instead of --key: check IMAGE against this containers-policy.json")
+    sp.add_argument("--registries.d", dest="registries_d", metavar="DIR",
+                    help="lookaside configuration for signedBy requirements")
 
     sp = verb("artifact", None, "push, pull and list OCI 1.1 artifacts")
     asub = sp.add_subparsers(dest="artifact_verb", metavar="ACTION", required=True)
