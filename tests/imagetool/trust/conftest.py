@@ -50,7 +50,7 @@ def it(tmp_path) -> Env:
     env["IMAGETOOL_REGISTRIES_CONF"] = str(tmp_path / "registries.json")
     with open(env["IMAGETOOL_REGISTRIES_CONF"], "w") as f:
         f.write('{"certs_d": []}')  # nothing from the machine
-    env["IMAGETOOL_SIGNATURE_POLICY"] = str(tmp_path / "no-policy.json")  # absent: none
+    env["IMAGETOOL_SIGNATURE_POLICY"] = ""  # no policy unless a test gives one
     return Env(str(tmp_path / "store"), env, str(tmp_path))
 
 

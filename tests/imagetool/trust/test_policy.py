@@ -145,3 +145,31 @@ def test_identity_rules():
              "signedPrefix": "reg.example/ns"}
     assert identity_ok(remap, parse("mirror.example/ns/app:1"), "reg.example/ns/app:1")
     assert not identity_ok(remap, parse("mirror.example/ns/app:1"), "mirror.example/ns/app:2")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs a container")
+def test_run_enforces_the_policy_when_it_pulls(it, pushed, signed):
+    """`imagetool run` pulls a missing image under the policy ($IMAGETOOL_SIGNATURE_POLICY):
+    the signed image runs, an unsigned one is refused before anything is stored or run."""
+    from tests.imagetool.storehelp import remove_containers, unmount_under
+    repo = f"{pushed.host}/{pushed.repo}"
+    it.env["IMAGETOOL_SIGNATURE_POLICY"] = write_policy(it, docker({repo: [{
+        "type": "sigstoreSigned", "keyPath": signed,
+        "signedIdentity": {"type": "matchRepository"}}]}))
+    skopeo_copy(f"docker://{pushed.ref}", f"docker://{repo}:unsigned", "--format", "v2s2",
+                "--src-tls-verify=false", "--dest-tls-verify=false")
+    try:
+        p = it.run("run", "--rm", "--network", "none", f"{repo}:unsigned", "/bin/true",
+                   check=False)
+        err = p.stderr.decode().strip().splitlines()  # docker's "Unable to find", the refusal
+        assert p.returncode != 0 and err[-1].startswith("imagetool: run: ") and len(err) == 2
+        assert "none found" in err[-1]
+        assert names(it) == []
+        p = it.run("run", "--rm", "--network", "none", pushed.ref, "/bin/echo", "signed ok",
+                   timeout=180)
+        assert p.stdout.decode().strip() == "signed ok"
+        assert names(it) == [pushed.ref]
+    finally:
+        if os.path.exists(it.root):
+            remove_containers(it.root)
+        unmount_under(it.tmp)
