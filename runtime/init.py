@@ -52,7 +52,6 @@ class InitContext:
         self.cgroup = cgroup or {}
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
-        self.self_join: list[str] = []  # cgroup v1 dirs we move ourselves into ("0" > tasks)
         self.mount_sock: int | None = None  # where create hands over bind sources (userns)
         # The mount namespace: "new", "joined" (another one, by path: rootfs_id is the
         # (st_dev, st_ino) the rootfs must have there) or "runtime" (inherited: the root is
@@ -92,8 +91,6 @@ def _run(ctx: InitContext) -> None:
         os._exit(1)  # the parent went away: nothing to report to
     state = go["state"]
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    for d in ctx.self_join:
-        _join_cgroup_self(d)
     # Before any namespace join and pivot_root: libseccomp and the config come from the host.
     sec = None
     if spec.get("linux", {}).get("seccomp") is not None and proc:
@@ -244,16 +241,6 @@ def _preload(ctx: InitContext) -> None:
     hooks_cfg = ctx.spec.get("hooks") or {}
     if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
-
-
-def _join_cgroup_self(path: str) -> None:
-    fd = os.open(os.path.join(path, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, b"0")
-    except OSError as e:
-        raise PyruncError(f"cgroup {path}: cannot join: {e.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def _join_keyring(name: str) -> None:
