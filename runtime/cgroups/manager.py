@@ -76,9 +76,13 @@ class Manager:
         was there before (a cgroupsPath may name another container's cgroup). Raises
         naming what could not be removed, after trying every one."""
         left = []
+        own = set(self.dirs())
         for d in reversed(getattr(self, "made", [])):
             try:
-                rmdir_retry(d, tries=20)
+                if d in own:
+                    remove_tree(d)  # with any sub-cgroup a hook may have made
+                else:
+                    rmdir_retry(d, tries=20)
             except (OSError, PyruncError):
                 left.append(d)
         if left:
