@@ -28,14 +28,9 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _names(store: Any, texts: list[str]) -> list[str]:
+    """One store name per text; an image ID shared by several names is one image."""
     from imagetool import views
-    out: list[str] = []
-    for t in texts:
-        hits = views.resolve(store, t)
-        if len(hits) > 1:
-            raise UsageError(f"{t} matches {len(hits)} images ({', '.join(hits)}); be specific")
-        out += hits
-    return out
+    return [views.resolve_one(store, t) for t in texts]
 
 
 def _familiar(name: str) -> str:
@@ -105,24 +100,28 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def cmd_images(args: argparse.Namespace) -> int:
     from imagetool import views
+    from imagetool.run.formatting import print_rows
     rows = views.rows(_store(args), args.filter)
     if args.quiet:
         seen: dict[str, None] = {}
         for r in rows:
-            seen.setdefault(r.digest.split(":", 1)[-1][:12])
-        print("\n".join(seen))
-    elif args.format == "json":
-        print(json.dumps([r.as_json() for r in rows], indent=2))
+            seen.setdefault(views.short_id(r.image_id or r.digest, args.no_trunc))
+        if seen:
+            print("\n".join(seen))
+    elif args.format:
+        print_rows(args.format, [r.as_json(args.no_trunc) for r in rows], views.IMAGE_HEADERS)
     else:
-        print(views.table(rows))
+        print(views.table(rows, args.digests, args.no_trunc))
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from imagetool import views
+    from imagetool.run.formatting import print_docs
     store = _store(args)
-    print(json.dumps([views.inspect(store, n) for n in _names(store, args.names)], indent=2))
+    print_docs([views.inspect(store, n) for n in _names(store, args.names)], args.format)
     return 0
+
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -150,7 +149,17 @@ def cmd_rmi(args: argparse.Namespace) -> int:
                   "use -f to remove them all", file=sys.stderr)
             failed += 1
             continue
+        from imagetool.run.containers import image_users
+        users = [] if args.force else image_users(store, hits)
+        if users:
+            user, iid = users[0]
+            print(f'imagetool: rmi: conflict: unable to remove repository reference "{text}" '
+                  f"(must force) - container {user[:12]} is using its referenced image "
+                  f"{iid.split(':', 1)[-1][:12]}", file=sys.stderr)
+            failed += 1
+            continue
         for name in hits:
+
             store.remove_image(name)
             print(f"Untagged: {_familiar(name)}")
     for digest, _ in store.gc_report(wait=False):
@@ -199,7 +208,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         entrypoint=importer.parse_cmd(args.entrypoint, "--entrypoint") if args.entrypoint
         else None,
         env=args.env, workdir=args.workdir, message=args.message)
-    print(desc["digest"])
+    from imagetool import views
+    print(views.image_id(_store(args), desc) or desc["digest"])  # the image ID, as docker
     return 0
 
 
@@ -309,7 +319,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         from imagetool.atomicfile import atomic_file
         with atomic_file(args.iidfile, text=True) as f:
             f.write(res.config_digest)
-    print(res.manifest["digest"])
+    print(res.config_digest)  # docker's image ID, as `images` and --iidfile show it
     return 0
 
 
@@ -355,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("login", cmd_login, "log in to a registry (stored like docker's config.json)")
     sp.add_argument("server", nargs="?", default="docker.io", help="registry (default docker.io)")
-    sp.add_argument("-u", "--username")
-    sp.add_argument("-p", "--password")
+    sp.add_argument("-u", "--username", help="user name (asked for on a terminal)")
+    sp.add_argument("-p", "--password", help="password (insecure: prefer --password-stdin)")
     sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
     sp = verb("logout", cmd_logout, "forget the credentials for a registry")
@@ -364,11 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("images", cmd_images, "list the images in the store")
     sp.add_argument("filter", nargs="*", help="only these repositories[:tag]")
-    sp.add_argument("--format", choices=("table", "json"), default="table")
-    sp.add_argument("-q", "--quiet", action="store_true", help="only short digests")
+    sp.add_argument("--format", metavar="FORMAT",
+                    help="table, json (one object a line) or a Go template ({{.ID}}, "
+                    "'table {{.Repository}}\\t{{.Size}}', {{json .}})")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only image IDs")
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="also intermediate images (the store keeps none: same list)")
+    sp.add_argument("--digests", action="store_true", help="show the manifest digests")
+    sp.add_argument("--no-trunc", action="store_true", help="whole image IDs")
 
-    sp = verb("inspect", cmd_inspect, "print the manifest and config of images as JSON")
+    sp = verb("inspect", cmd_inspect, "print images (or containers) as JSON, docker's shape")
     sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("-f", "--format", metavar="TEMPLATE",
+                    help="a Go template per object, e.g. '{{.Id}}' or '{{json .Config}}'")
 
     sp = verb("tag", cmd_tag, "give an image in the store another name")
     sp.add_argument("source")
@@ -388,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("load", cmd_load, "load images from an OCI or docker-save archive")
     sp.add_argument("-i", "--input", help="archive file (default stdin); may be compressed")
-    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
     sp = verb("import", cmd_import, "make a one-layer image from a rootfs tarball")
     sp.add_argument("source", metavar="ROOTFS.tar", help="tarball (or - for stdin)")
@@ -396,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cmd", help='default command: JSON array or shell string')
     sp.add_argument("--entrypoint", help="entrypoint: JSON array or shell string")
     sp.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="repeatable")
-    sp.add_argument("--workdir")
+    sp.add_argument("--workdir", help="the image's working directory")
+
     sp.add_argument("-m", "--message", help="history comment")
 
     sp = verb("unpack", cmd_unpack, "unpack an image into a runtime bundle (rootfs + "
@@ -467,15 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    args = p.parse_args(argv)
+    from imagetool.run.usage import parse_args
+    args = parse_args(p, sys.argv[1:] if argv is None else argv)
+
     if args.verb is None:
         p.print_help()
         return 0
     try:
         return args.fn(args)
     except UsageError as e:
-        print(f"imagetool: {e}", file=sys.stderr)
+        text = str(e)
+        print(f"imagetool: {text}" if text.startswith((f"{args.verb}:", "--")) else
+              f"imagetool: {args.verb}: {text}", file=sys.stderr)
         return 2
+
     except KeyboardInterrupt:
         print("imagetool: interrupted", file=sys.stderr)
         return 130

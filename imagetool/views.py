@@ -50,6 +50,24 @@ def resolve(store: Store, text: str) -> list[str]:
                    (f" (looked for {full})" if full and full != text else ""))
 
 
+class Ambiguous(StoreError):
+    """A digest prefix that names several different images."""
+
+
+def resolve_one(store: Store, text: str) -> str:
+    """The one store name `text` means. An image ID (or prefix) shared by several names is
+    one image, as in docker: the first of its names (sorted) stands for it. Raises NotFound,
+    or Ambiguous when the prefix matches different images."""
+    hits = resolve(store, text)
+    if len(hits) == 1:
+        return hits[0]
+    ids = {image_id(store, store.get_image(n) or {}) or n for n in hits}
+    if len(ids) == 1:
+        return sorted(hits)[0]
+    raise Ambiguous(f"{text} matches {len(ids)} different images ({', '.join(sorted(hits))}); "
+                    "give more of the ID or a name")
+
+
 def platform_manifest(store: Store, desc: dict[str, Any]) -> dict[str, Any] | None:
     """The image manifest descriptor to describe for `desc`: itself, or for an index the
     entry for this host (or the only one present)."""
@@ -142,20 +160,44 @@ class Row:
     media_type: str
     platform: str
 
-    def as_json(self) -> dict[str, Any]:
-        return {"Name": self.name, "Repository": self.repository, "Tag": self.tag,
-                "Digest": self.digest, "ID": self.image_id, "Created": self.created,
-                "Size": self.size, "MediaType": self.media_type, "Platform": self.platform}
+    def as_json(self, no_trunc: bool = False) -> dict[str, Any]:
+        """docker's `images --format '{{json .}}'` keys (plus Name, MediaType, Platform)."""
+        when = parse_time(self.created)
+        return {"Containers": "N/A", "CreatedAt": go_time(when), "CreatedSince": ago(when),
+                "Digest": self.digest, "ID": short_id(self.image_id, no_trunc),
+                "Repository": self.repository, "SharedSize": "N/A",
+                "Size": human_size(self.size), "Tag": self.tag, "UniqueSize": "N/A",
+                "VirtualSize": human_size(self.size), "Name": self.name,
+                "MediaType": self.media_type, "Platform": self.platform}
+
+
+IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                 "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                 "Size": "SIZE", "VirtualSize": "VIRTUAL SIZE", "Containers": "CONTAINERS",
+                 "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Name": "NAME",
+                 "Platform": "PLATFORM", "MediaType": "MEDIA TYPE"}
+
+
+def short_id(digest: str, no_trunc: bool = False) -> str:
+    """docker's IMAGE ID column: 12 hex digits, or the whole digest with --no-trunc."""
+    return digest if no_trunc else digest.split(":", 1)[-1][:12]
+
+
+def go_time(when: _dt.datetime | None) -> str:
+    """Go's time.String() as docker prints CreatedAt: 2024-01-02 03:04:05 +0000 UTC."""
+    return when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC") if when else ""
 
 
 def rows(store: Store, filters: list[str] | None = None) -> list[Row]:
-    """One row per name in the store (and per unnamed entry), sorted by name."""
+    """One row per name in the store (and per unnamed entry), newest first as docker lists
+    them (then by name)."""
     want = []
     for f in filters or []:
         try:
             want.append(reference.parse(f, default_tag=":" in f.rsplit("/", 1)[-1]))
         except reference.ReferenceError as e:
             raise StoreError(str(e)) from None
+    from imagetool import sizes
     out = []
     for d in store.list_images():
         name = name_of(d) or ""
@@ -169,37 +211,65 @@ def rows(store: Store, filters: list[str] | None = None) -> list[Row]:
                             (w.tag is None or w.tag == ref.tag) for w in want):
             continue
         manifest, cfg = _config(store, d)
-        size = 0
-        if manifest is not None:
-            size = sum(x.get("size", 0) for x in [manifest.get("config") or {},
-                                                   *(manifest.get("layers") or [])])
+        size = sizes.image_size(store, manifest) if manifest is not None else 0
         plat = "/".join(p for p in (cfg.get("os"), cfg.get("architecture"), cfg.get("variant"))
                         if isinstance(p, str) and p)
         out.append(Row(name, repo, tag, d["digest"],
                        ((manifest or {}).get("config") or {}).get("digest", ""),
                        cfg.get("created") or "", size, d.get("mediaType", ""), plat))
-    return sorted(out, key=lambda r: (r.repository, r.tag, r.name))
+    out.sort(key=lambda r: (r.repository, r.tag, r.name))
+    epoch = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+    return sorted(out, key=lambda r: parse_time(r.created) or epoch, reverse=True)
 
 
-def table(rs: list[Row]) -> str:
-    head = ("REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE")
-    lines = [head] + [(r.repository, r.tag, r.digest.split(":", 1)[-1][:12],
-                       ago(parse_time(r.created)), human_size(r.size)) for r in rs]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+def table(rs: list[Row], digests: bool = False, no_trunc: bool = False) -> str:
+    """docker's `images` table: REPOSITORY TAG [DIGEST] IMAGE ID CREATED SIZE."""
+    fmt = "table {{.Repository}}\t{{.Tag}}\t" + ("{{.Digest}}\t" if digests else "") + \
+        "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    from imagetool.gotemplate import format_rows
+    return "\n".join(format_rows(fmt, [r.as_json(no_trunc) for r in rs], IMAGE_HEADERS))
 
 
 def inspect(store: Store, name: str) -> dict[str, Any]:
-    """Name, descriptor, manifest (and index) and config of one stored image."""
+    """docker's `image inspect` document (Id = config digest, RepoTags, RepoDigests, Config =
+    the config's "config", RootFS, Size ...) plus ours: Name, Digest (of the manifest or
+    index), Descriptor, Manifest, Index, ImageConfig (the whole config blob)."""
     desc = store.get_image(name)
     if desc is None:
         raise NotFound(f"no image {name} in {store.root}")
-    doc: dict[str, Any] = {"Name": name, "Digest": desc["digest"], "Descriptor": desc}
+    manifest, cfg = _config(store, desc)
+    iid = ((manifest or {}).get("config") or {}).get("digest")
+    tags, digests = [], []
+    for d in store.list_images():
+        n = name_of(d)
+        if not n or (n != name and (not iid or image_id(store, d) != iid)):
+            continue
+        try:
+            ref = reference.parse(n)
+        except reference.ReferenceError:
+            continue
+        tags.append(ref.familiar())
+        rd = f"{ref.with_tag(None).familiar()}@{d['digest']}"
+        if rd not in digests:
+            digests.append(rd)
+    from imagetool import sizes
+    size = sizes.image_size(store, manifest) if manifest is not None else 0
+    doc: dict[str, Any] = {
+        "Id": iid, "RepoTags": sorted(set(tags)), "RepoDigests": sorted(digests),
+        "Parent": "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", "")
+        if cfg.get("history") else "",
+        "Created": cfg.get("created", ""), "Container": "", "ContainerConfig": {},
+        "DockerVersion": "", "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {}, "Architecture": cfg.get("architecture", ""),
+        "Os": cfg.get("os", ""), "Size": size, "VirtualSize": size,
+        "RootFS": {"Type": (cfg.get("rootfs") or {}).get("type", "layers"),
+                   "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or [])},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        "Name": name, "Digest": desc["digest"], "Descriptor": desc, "ID": iid}
+    if cfg.get("variant"):
+        doc["Variant"] = cfg["variant"]
     if mt.is_index(desc.get("mediaType")):
         doc["Index"] = store.read_json(desc)
-    manifest, cfg = _config(store, desc)
     doc["Manifest"] = manifest
-    doc["Config"] = cfg or None
-    doc["ID"] = ((manifest or {}).get("config") or {}).get("digest")
+    doc["ImageConfig"] = cfg or None
     return doc

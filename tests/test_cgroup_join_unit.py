@@ -95,3 +95,25 @@ def test_device_access_letters(access, want):
         assert device_access(access) == want
         assert device_rule({"type": "c", "major": 1, "minor": 11, "access": access}) == \
             f"c 1:11 {want}"
+
+
+def test_v2_plan_and_freeze_state(tmp_path):
+    """cgroup v2 (a plain directory standing in): one hierarchy, so --cgroup takes no
+    controller; frozen is its own cgroup.freeze or an inherited `frozen 1` event."""
+    from runtime.cgroups.v2 import V2Manager
+    d = tmp_path / "ct"
+    d.mkdir()
+    m = V2Manager(str(d), str(tmp_path))
+    assert m.plan() == [(str(d), "cgroup.procs")]
+    assert m.plan({"": "sub"}) == [(str(d / "sub"), "cgroup.procs")]
+    assert m.plan(None, {str(d)}) == []
+    with pytest.raises(PyruncError, match="controller name"):
+        m.plan({"memory": "x"})
+    assert not m.would_freeze()
+    (d / "cgroup.freeze").write_text("0\n")
+    (d / "cgroup.events").write_text("populated 0\nfrozen 1\n")  # a frozen parent
+    assert m.would_freeze()
+    (d / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert not m.would_freeze()
+    (d / "cgroup.freeze").write_text("1\n")
+    assert m.would_freeze()

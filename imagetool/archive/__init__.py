@@ -40,10 +40,14 @@ def save(store: Store, names: list[str], out: BinaryIO, fmt: str = "oci",
         raise ArchiveError(f"unknown archive format {fmt!r} (want one of {', '.join(FORMATS)})")
     images = _images(store, names)
     tw = TarWriter(out)
-    if fmt == "oci":
-        save_oci(store, images, tw)
-    else:
-        save_docker(store, images, tw, spool_dir)
+    try:
+        if fmt == "oci":
+            save_oci(store, images, tw)
+        else:
+            save_docker(store, images, tw, spool_dir)
+    except BaseException:  # Ctrl-C or an error: no tar trailer into a closed file later
+        tw.abort()
+        raise
     tw.close()
 
 

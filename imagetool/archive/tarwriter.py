@@ -49,3 +49,11 @@ class TarWriter:
 
     def close(self) -> None:
         self._tf.close()
+
+    def abort(self) -> None:
+        """Give up without writing the end of the archive (its file is being thrown away):
+        nothing is written later either, when the objects are collected."""
+        self._tf.closed = True
+        stream = self._tf.fileobj
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True

@@ -8,265 +8,17 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import time
 from typing import Any
 
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
-from runtime import signals
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_bytes(text: str) -> int:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
-    if not m:
-        raise ContainerError(f"invalid size {text!r} (want e.g. 64m, 1g)")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
-
-
-def parse_signal(text: str | int | None, default: int = signal.SIGTERM) -> int:
-    """A stop/kill signal as docker takes it (runtime/signals.py: names, numbers, RTMIN+n;
-    not 0); None or "" is `default`."""
-    if text is None or text == "":
-        return default
-    try:
-        return signals.parse(str(text))
-    except signals.InvalidSignal as e:
-        raise ContainerError(str(e)) from None
+from imagetool.run.options import parse_bytes, parse_signal  # noqa: F401 - the CLI's API
 
 
 def _records(args: argparse.Namespace) -> Records:
     return Records(args.root)
-
-
-def _env(args: argparse.Namespace) -> list[str]:
-    out: list[str] = []
-    for path in args.env_file or []:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    out.append(_env_item(line))
-    for e in args.env or []:
-        out.append(_env_item(e))
-    return [e for e in out if e is not None]
-
-
-def _env_item(e: str) -> Any:
-    if "=" in e:
-        return e
-    return f"{e}={os.environ[e]}" if e in os.environ else None
-
-
-def _volume(text: str) -> dict[str, Any]:
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0].startswith("/") or not parts[1].startswith("/"):
-        raise ContainerError(f"-v {text}: want /HOST:/CONTAINER[:ro|rw]")
-    opts = ["rbind"]
-    if len(parts) == 3:
-        if parts[2] not in ("ro", "rw"):
-            raise ContainerError(f"-v {text}: mode must be ro or rw")
-        if parts[2] == "ro":
-            opts.append("ro")
-    if not os.path.exists(parts[0]):
-        raise ContainerError(f"-v {text}: {parts[0]} does not exist")
-    return {"destination": parts[1], "type": "bind", "source": os.path.abspath(parts[0]),
-            "options": opts}
-
-
-def _resources(args: argparse.Namespace) -> dict[str, Any]:
-    res: dict[str, Any] = {}
-    if args.memory:
-        res["memory"] = {"limit": parse_bytes(args.memory)}
-    if args.cpus:
-        period = 100000
-        res["cpu"] = {"period": period, "quota": int(float(args.cpus) * period)}
-    if args.pids_limit:
-        res["pids"] = {"limit": int(args.pids_limit)}
-    return res
-
-
-def _image(store: Any, ref: str) -> str:
-    """The store name of `ref`, pulling it when it is missing."""
-    from imagetool import reference, views
-    try:
-        hits = views.resolve(store, ref)
-    except views.NotFound:
-        hits = []  # not in the store: pull it, as docker run does
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ContainerError(f"{ref} matches {len(hits)} images ({', '.join(hits)})")
-    from imagetool.pull import pull
-    print(f"Unable to find image '{ref}' locally", file=sys.stderr)
-    pull(store, ref, progress=False)
-    return reference.normalize(ref)
-
-
-def _edit_config(path: str, args: argparse.Namespace, mode: str,
-                 volumes: list[dict[str, Any]]) -> None:
-    with open(path) as f:
-        spec = json.load(f)
-    linux = spec.setdefault("linux", {})
-    linux.setdefault("resources", {}).update(_resources(args))
-    if args.read_only:
-        spec["root"]["readonly"] = True
-    spec["mounts"] = list(spec.get("mounts") or []) + volumes
-    if mode == "host":
-        linux["namespaces"] = [n for n in linux.get("namespaces", [])
-                               if n["type"] != "network"]
-        # never change the host's own sysctls
-        linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
-                           if not k.startswith("net.")}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(spec, f, indent=2)
-    os.rename(tmp, path)
-
-
-def _read_status(fd: int) -> Any:
-    buf = b""
-    while b"\n" not in buf:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return None
-        buf += chunk
-    line, _, rest = buf.partition(b"\n")
-    return json.loads(line), rest
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from imagetool import bundle, convert
-    from imagetool.run import monitor, ports
-    from imagetool.store import Store
-    store = Store(args.root)
-    recs = Records(args.root)
-    image = _image(store, args.image)
-    parts = bundle.image_parts(store, image)
-    iconf = parts["config"].get("config") or {}
-    env = _env(args)
-    pbind = [ports.parse(p) for p in args.publish or []]
-    mode = args.network
-    if pbind and mode != "bridge":
-        raise ContainerError("-p needs --network bridge")
-    volumes = [_volume(v) for v in args.volume or []]
-    entrypoint = None
-    if args.entrypoint is not None:
-        entrypoint = [args.entrypoint] if args.entrypoint else []
-    cmd = list(args.command) if args.command else None
-    try:   # unlike unpack (umoci's sh), run refuses an image without a command, as docker does
-        convert.command(iconf, entrypoint, cmd)
-    except convert.ConvertError:
-        print(f"imagetool: run: no command specified: nothing to run for {parts['name']} (no "
-              "Entrypoint or Cmd): give a command after the image", file=sys.stderr)
-        return 125
-    rec = recs.new(args.name, {
-        "Image": parts["name"], "ImageID": parts["config_desc"]["digest"],
-        "Path": "", "Args": [],
-        "Config": {"Env": env, "Cmd": cmd, "Entrypoint": entrypoint, "User": args.user,
-                   "WorkingDir": args.workdir, "Hostname": args.hostname,
-                   "StopSignal": iconf.get("StopSignal") or "SIGTERM",
-                   "Tty": args.tty, "OpenStdin": args.interactive},
-        "HostConfig": {"AutoRemove": args.rm, "NetworkMode": mode, "PortBindings": pbind,
-                       "Binds": args.volume or [], "ReadonlyRootfs": args.read_only,
-                       "Resources": _resources(args)},
-        "State": {}})
-    cid = rec["Id"]
-    bpath = recs.path(cid, "bundle")
-    try:
-        bundle.unpack(store, parts["name"], bpath, mode="overlay", entrypoint=entrypoint,
-                      cmd=cmd, env=env, user=args.user, workdir=args.workdir,
-                      hostname=args.hostname or cid[:12], terminal=args.tty)
-        from imagetool.run import etcfiles
-        etc = etcfiles.write(recs.path(cid), args.hostname or cid[:12], mode)
-        _edit_config(os.path.join(bpath, "config.json"), args, mode, etc + volumes)
-        with open(os.path.join(bpath, "config.json")) as f:
-            proc = json.load(f)["process"]
-        with recs.lock():
-            r = recs.load(cid)
-            r["Path"], r["Args"] = proc["args"][0], proc["args"][1:]
-            recs.save(r)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            bundle.remove(bpath)
-        recs.remove(cid)
-        raise
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if args.tty and not args.detach:
-        # Relay resizes from now on: one before the monitor has copied the size to the
-        # container's pty is seen by that copy, one after reaches the monitor.
-        def resized(_num: int, _frame: Any) -> None:
-            with contextlib.suppress(Exception):
-                rec = recs.load(cid)
-                pid = int((rec.get("State") or {}).get("MonitorPid") or 0)
-                if pid > 0 and monitor_alive(rec):
-                    os.kill(pid, signal.SIGWINCH)
-        signal.signal(signal.SIGWINCH, resized)
-    # raw before the container can print or read anything, restored on every way out
-    saved = _raw_terminal() if args.tty and args.interactive and not args.detach else None
-    try:
-        # -dit: the pty stays open for the container; the caller's terminal is not read
-        fd = monitor.launch(args.root, cid, not args.detach,
-                            args.interactive and not (args.detach and args.tty))
-    except BaseException:
-        _restore_terminal(saved)
-        raise
-    try:
-        got = _read_status(fd)
-        if got is None or "started" not in got[0]:
-            msg = got[0].get("error") if got else "the monitor died"
-            with contextlib.suppress(Exception):
-                bundle.remove(bpath)
-            recs.remove(cid)
-            raise ContainerError(f"cannot start container: {msg}")
-        if args.detach:
-            print(cid)
-            return 0
-        rest = got[1]
-
-        def forward(num: int, _frame: Any) -> None:
-            with contextlib.suppress(Exception):
-                _kill_runtime(recs, cid, num)
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, forward)
-        while b"\n" not in rest:
-            try:
-                chunk = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            if not chunk:
-                return 125
-            rest += chunk
-        return int(json.loads(rest.partition(b"\n")[0]).get("exit", 125))
-    finally:
-        os.close(fd)
-        _restore_terminal(saved)
-
-
-def _raw_terminal() -> Any:
-    """Put our stdin, when it is a terminal, in raw mode (keys, ^C included, go to the
-    container's pty, whose own line discipline handles them); return what to restore."""
-    import termios
-    import tty
-    if not os.isatty(0):
-        return None
-    try:
-        saved = termios.tcgetattr(0)
-        tty.setraw(0, termios.TCSADRAIN)
-    except termios.error:
-        return None
-    return saved
-
-
-def _restore_terminal(saved: Any) -> None:
-    if saved is not None:
-        import termios
-        with contextlib.suppress(termios.error):
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 def _kill_runtime(recs: Records, cid: str, sig: int) -> None:
@@ -370,54 +122,6 @@ def _remove_leftovers(recs: Records, cid: str) -> None:
     recs.remove(cid)
 
 
-def _ago(stamp: str) -> str:
-    import calendar
-    try:
-        t = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, TypeError):
-        return ""
-    d = max(0, int(time.time() - t))
-    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if d >= n:
-            return f"{d // n} {unit}{'s' if d // n > 1 else ''} ago"
-    return f"{d} seconds ago"
-
-
-def cmd_ps(args: argparse.Namespace) -> int:
-    rows = []
-    for rec in _records(args).all():
-        st = status(rec)
-        if st != "running" and not args.all:
-            continue
-        s = rec["State"]
-        if st == "running":
-            text = f"Up since {s.get('StartedAt', '')[:19]}"
-        elif st == "exited":
-            text = f"Exited ({s.get('ExitCode')}) {_ago(s.get('FinishedAt', ''))}"
-        else:
-            text = st.capitalize()
-        pts = ", ".join(f"{p['HostIp']}:{p['HostPort']}->{p['ContainerPort']}/{p['Proto']}"
-                        for p in (rec.get("NetworkSettings") or {}).get("Ports") or [])
-        cmd = " ".join([rec.get("Path", ""), *rec.get("Args", [])])
-        rows.append((rec["Id"][:12], rec["Image"], json.dumps(cmd[:30]), _ago(rec["Created"]),
-                     text, pts, rec["Name"], st))
-    if args.quiet:
-        for r in rows:
-            print(r[0])
-        return 0
-    if args.format == "json":
-        for r in rows:
-            print(json.dumps({"ID": r[0], "Image": r[1], "Command": r[2], "Created": r[3],
-                              "Status": r[4], "Ports": r[5], "Names": r[6], "State": r[7]}))
-        return 0
-    head = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
-    table = [head] + [r[:7] for r in rows]
-    widths = [max(len(str(r[i])) for r in table) for i in range(6)]
-    for r in table:
-        print("   ".join(str(r[i]).ljust(widths[i]) for i in range(6)) + "   " + r[6])
-    return 0
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     from imagetool.run import logs
     recs = _records(args)
@@ -444,34 +148,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
-    from imagetool import convert, layers
-    from runtime.container import Container
-    from runtime.exec import ExecOptions, exec_in, process_from_flags, wait_forwarding
-    recs = _records(args)
-    cid = recs.resolve(args.container)
-    if status(recs.load(cid)) != "running":
-        raise ContainerError(f"container {args.container} is not running")
-    c = Container(recs.runtime_root, cid)
-    proc = process_from_flags(c.state["process"], list(args.command), _env(args),
-                              args.workdir, None, [], [], False, args.tty)
-    if args.user:
-        rootfs = c.state["rootfs"]
-        u = convert.resolve_user(args.user, layers.read_file_in(rootfs, "/etc/passwd"),
-                                 layers.read_file_in(rootfs, "/etc/group"))
-        proc["user"] = {"uid": u["uid"], "gid": u["gid"]}
-        if u.get("additionalGids"):
-            proc["user"]["additionalGids"] = list(u["additionalGids"])
-    if not args.interactive and not args.tty:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-    pid, master = exec_in(c, ExecOptions(proc, detach=args.detach))
-    if args.detach:
-        return 0
-    return wait_forwarding(pid, master)
-
-
 def cmd_inspect_any(args: argparse.Namespace, image_inspect: Any) -> int:
     recs = _records(args)
     found, rest = [], []
@@ -492,66 +168,38 @@ def cmd_inspect_any(args: argparse.Namespace, image_inspect: Any) -> int:
 
 def register(verb: Any, sub: Any) -> None:
     """Add the container verbs; `verb(name, fn, help)` is imagetool's subparser maker."""
-    sp = verb("run", cmd_run, "run a command in a new container (a monitor process keeps it)")
-    sp.add_argument("-d", "--detach", action="store_true", help="print the id and return")
-    sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    sp.add_argument("--name")
-    sp.add_argument("-e", "--env", action="append", metavar="K=V")
-    sp.add_argument("--env-file", action="append", metavar="FILE")
-    sp.add_argument("-p", "--publish", action="append", metavar="[HOSTIP:]HOST:CTR[/proto]")
-    sp.add_argument("-v", "--volume", action="append", metavar="HOST:CTR[:ro]")
-    sp.add_argument("-w", "--workdir")
-    sp.add_argument("-u", "--user")
-    sp.add_argument("--entrypoint")
-    sp.add_argument("--hostname")
-    sp.add_argument("--memory", "-m")
-    sp.add_argument("--cpus")
-    sp.add_argument("--pids-limit", type=int)
-    sp.add_argument("--read-only", action="store_true")
-    sp.add_argument("--network", "--net", choices=("none", "host", "bridge"),
-                    default="bridge")
-    sp.add_argument("-t", "--tty", action="store_true",
-                    help="give the container a pty (its output is logged as stdout)")
-    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
-    sp.add_argument("image", metavar="IMAGE")
-    sp.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    from imagetool.run import verbs_run
+    verbs_run.register(verb)
 
-    sp = verb("ps", cmd_ps, "list containers")
-    sp.add_argument("-a", "--all", action="store_true", help="also stopped ones")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.add_argument("--format", choices=("table", "json"), default="table")
+    from imagetool.run import verbs_ps
+    verbs_ps.register(verb)
 
     sp = verb("logs", cmd_logs, "print a container's logs")
-    sp.add_argument("-f", "--follow", action="store_true")
-    sp.add_argument("-t", "--timestamps", action="store_true")
-    sp.add_argument("--tail", type=int)
-    sp.add_argument("container")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    sp.add_argument("-t", "--timestamps", action="store_true", help="prefix each line's time")
+    sp.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    sp.add_argument("container", help="container name or id (prefix)")
 
     sp = verb("stop", cmd_stop, "stop containers: the stop signal, then SIGKILL")
-    sp.add_argument("-t", "--time", type=float, default=10.0)
-    sp.add_argument("-s", "--signal")
-    sp.add_argument("containers", nargs="+")
+    sp.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                    help="how long to wait before SIGKILL (default 10)")
+    sp.add_argument("-s", "--signal", help="signal to stop with (default: the image's "
+                    "STOPSIGNAL, else SIGTERM)")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
     sp = verb("kill", cmd_kill, "send a signal (default SIGKILL) to containers")
-    sp.add_argument("-s", "--signal")
-    sp.add_argument("containers", nargs="+")
+    sp.add_argument("-s", "--signal", help="signal name or number (default SIGKILL)")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
     sp = verb("rm", cmd_rm, "remove containers")
     sp.add_argument("-f", "--force", action="store_true", help="kill a running one first")
-    sp.add_argument("containers", nargs="+")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
-    sp = verb("exec", cmd_exec, "run a command in a running container")
-    sp.add_argument("-d", "--detach", action="store_true")
-    sp.add_argument("-i", "--interactive", action="store_true")
-    sp.add_argument("-t", "--tty", action="store_true")
-    sp.add_argument("-e", "--env", action="append", metavar="K=V")
-    sp.add_argument("--env-file", action="append", metavar="FILE")
-    sp.add_argument("-u", "--user")
-    sp.add_argument("-w", "--workdir")
-    sp.add_argument("container")
-    sp.add_argument("command", nargs=argparse.REMAINDER)
+    from imagetool.run import verbs_exec
+    verbs_exec.register(verb)
 
     insp = sub.choices.get("inspect")
     if insp is not None:
         image_fn = insp.get_default("fn")
         insp.set_defaults(fn=lambda a: cmd_inspect_any(a, image_fn))
+

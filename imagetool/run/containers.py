@@ -164,3 +164,18 @@ def _random_name(taken: set[Any]) -> str:
         if n not in taken:
             return n
     return f"c_{secrets.token_hex(6)}"
+
+
+def image_users(store: Any, names: list[str]) -> list[tuple[str, str]]:
+    """(container id, image ID) of the containers, in any state, that use an image which
+    removing the store names `names` would leave with no name at all (docker's rmi conflict)."""
+    from imagetool import views
+    ids = {views.image_id(store, store.get_image(n) or {}) for n in names} - {""}
+    if not ids:
+        return []
+    gone = set(names)
+    still = {views.image_id(store, d) for d in store.list_images()
+             if views.name_of(d) not in gone}
+    orphaned = ids - still
+    return [(r["Id"], r.get("ImageID", "")) for r in Records(store.root).all()
+            if r.get("ImageID") in orphaned]

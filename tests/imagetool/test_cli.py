@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -32,8 +33,9 @@ def root(tmp_path) -> str:
 
 
 def names_in(root: str) -> list[str]:
-    return sorted(r["Name"] for r in json.loads(
-        imagetool(root, "images", "--format", "json").stdout))
+    """`images --format json` is one object a line (docker's {{json .}})."""
+    return sorted(json.loads(line)["Name"] for line in
+                  imagetool(root, "images", "--format", "json").stdout.decode().splitlines())
 
 
 def fails(root: str, *args: str, input: bytes | None = None) -> str:
@@ -47,9 +49,11 @@ def fails(root: str, *args: str, input: bytes | None = None) -> str:
 
 def test_every_verb_uses_the_root_it_is_given(tmp_path, root, tarball):
     other = str(tmp_path / "other")
-    digest = imagetool(root, "import", "--cmd", "/bin/sh", tarball, "busybox").stdout.decode()
-    digest = digest.strip()
-    assert digest.startswith("sha256:")
+    iid = imagetool(root, "import", "--cmd", "/bin/sh", tarball, "busybox").stdout.decode()
+    iid = iid.strip()  # the image ID (config digest), as docker import prints it
+    assert iid.startswith("sha256:")
+    digest = Store(root).get_image(BUSYBOX)["digest"]
+    assert Store(root).read_json(digest)["config"]["digest"] == iid
     assert names_in(root) == [BUSYBOX]
     assert names_in(other) == [] and not os.path.exists(other)  # reading creates nothing
     imagetool(root, "tag", "busybox", "mine:1")
@@ -69,43 +73,118 @@ def test_every_verb_uses_the_root_it_is_given(tmp_path, root, tarball):
     assert {d["digest"] for d in index["manifests"]} == {digest}
 
 
+def _json_lines(out: bytes) -> list[dict]:
+    return [json.loads(line) for line in out.decode().splitlines()]
+
+
 def test_images_table_json_and_filters(root, tarball):
-    imagetool(root, "import", tarball, "busybox")
+    """docker's table (IMAGE ID = the config digest, uncompressed SIZE), newest first,
+    `--format json` one object a line, -q image IDs once each, --digests, --no-trunc."""
+    iid = imagetool(root, "import", tarball, "busybox").stdout.decode().strip()
     imagetool(root, "tag", "busybox", "127.0.0.1:5000/team/app:v2")
+    time.sleep(1.1)
+    iid2 = imagetool(root, "import", "--cmd", "sh", tarball, "newer").stdout.decode().strip()
     lines = imagetool(root, "images").stdout.decode().splitlines()
-    assert lines[0].split() == ["REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"]
-    rows = sorted(line.split()[:3] for line in lines[1:])
-    short = json.loads(imagetool(root, "images", "--format", "json").stdout)[0]["Digest"][7:19]
-    assert rows == [["127.0.0.1:5000/team/app", "v2", short], ["busybox", "latest", short]]
-    assert lines[1].split()[-1].endswith("MB")
-    [row] = json.loads(imagetool(root, "images", "--format", "json", "busybox").stdout)
-    assert row["Name"] == BUSYBOX and row["Tag"] == "latest" and row["Size"] > 1_000_000
-    assert row["ID"].startswith("sha256:") and row["Platform"].startswith("linux/")
-    assert imagetool(root, "images", "-q").stdout.decode().split() == [short]
-    assert json.loads(imagetool(root, "images", "--format", "json", "nothing").stdout) == []
+    assert re.split(r"\s{2,}", lines[0]) == ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    assert lines[1].split()[:3] == ["newer", "latest", iid2[7:19]]  # newest first
+    rows = sorted(line.split()[:3] for line in lines[2:])
+    assert rows == [["127.0.0.1:5000/team/app", "v2", iid[7:19]],
+                    ["busybox", "latest", iid[7:19]]]
+    store = Store(root)
+    manifest = store.read_json(store.get_image(BUSYBOX))
+    compressed = sum(x["size"] for x in manifest["layers"])
+    [row] = _json_lines(imagetool(root, "images", "--format", "json", "busybox").stdout)
+    assert row["Name"] == BUSYBOX and row["Tag"] == "latest" and row["ID"] == iid[7:19]
+    assert row["Size"].endswith("MB") and row["Platform"].startswith("linux/")
+    size_mb = float(row["Size"][:-2])
+    assert size_mb * 1e6 > compressed * 1.3  # the unpacked files, not the gzip blob
+    assert imagetool(root, "images", "-q").stdout.decode().split() == [iid2[7:19], iid[7:19]]
+    assert imagetool(root, "images", "-q", "--no-trunc", "busybox").stdout.decode().split() \
+        == [iid]
+    assert imagetool(root, "images", "--format", "json", "nothing").stdout == b""
+    out = imagetool(root, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}",
+                    "busybox").stdout.decode()
+    assert out == f"busybox:latest {iid[7:19]}\n"
+    table = imagetool(root, "images", "--format", "table {{.Repository}}\t{{.Size}}",
+                      "newer").stdout.decode().splitlines()
+    assert table[0].split() == ["REPOSITORY", "SIZE"] and table[1].startswith("newer ")
+    dig = imagetool(root, "images", "--digests", "busybox").stdout.decode().splitlines()
+    assert "DIGEST" in dig[0] and store.get_image(BUSYBOX)["digest"] in dig[1]
+    assert "unclosed action" in fails(root, "images", "--format", "{{.ID")
 
 
-def test_inspect_prints_manifest_and_config(root, tarball):
-    imagetool(root, "import", "-e", "PATH=/bin", "--cmd", '["/bin/echo","hi"]', tarball,
-              "busybox")
+def test_inspect_in_dockers_shape(root, tarball):
+    iid = imagetool(root, "import", "-e", "PATH=/bin", "--cmd", '["/bin/echo","hi"]', tarball,
+                    "busybox").stdout.decode().strip()
+    imagetool(root, "tag", "busybox", "other:2")
     [doc] = json.loads(imagetool(root, "inspect", "busybox").stdout)
-    assert doc["Name"] == BUSYBOX
-    assert doc["Config"]["config"] == {"Env": ["PATH=/bin"], "Cmd": ["/bin/echo", "hi"]}
-    assert doc["Manifest"]["config"]["digest"] == doc["ID"]
-    both = json.loads(imagetool(root, "inspect", doc["Digest"][7:19], "busybox:latest").stdout)
-    assert [d["Digest"] for d in both] == [doc["Digest"]] * 2
+    assert doc["Id"] == iid and doc["Name"] == BUSYBOX
+    assert doc["RepoTags"] == ["busybox:latest", "other:2"]
+    assert doc["Config"] == {"Env": ["PATH=/bin"], "Cmd": ["/bin/echo", "hi"]}
+    assert doc["ImageConfig"]["config"] == doc["Config"]
+    assert doc["RootFS"]["Type"] == "layers" and len(doc["RootFS"]["Layers"]) == 1
+    assert doc["Manifest"]["config"]["digest"] == doc["Id"] and doc["Os"] == "linux"
+    both = json.loads(imagetool(root, "inspect", iid[7:19], "busybox:latest").stdout)
+    assert [d["Id"] for d in both] == [iid] * 2
+    out = imagetool(root, "inspect", "-f", "{{.Id}} {{.Config.Env}} {{json .RepoTags}}",
+                    "busybox").stdout.decode()
+    assert out == f'{iid} [PATH=/bin] ["busybox:latest","other:2"]\n'
+
+
+def test_an_image_id_shared_by_names_is_one_image(tmp_path, root, tarball):
+    """Bug 1: after `tag X Y` the ID still names the image in every verb."""
+    iid = imagetool(root, "import", "--cmd", "sh", tarball, "byid:1").stdout.decode().strip()
+    imagetool(root, "tag", "byid:1", "127.0.0.1:5055/byid:1")
+    for text in (iid[7:19], iid, iid[:15]):
+        [doc] = json.loads(imagetool(root, "inspect", text).stdout)
+        assert doc["Id"] == iid
+    imagetool(root, "tag", iid[7:19], "third")
+    imagetool(root, "save", "-o", str(tmp_path / "x.tar"), iid[7:19])
+    imagetool(root, "import", tarball, "differs")  # a second image: same layer, other config
+    assert "no image" in fails(root, "inspect", "feedface0000")
+
+
+def test_errors_name_their_verb_and_usage_is_the_verbs(root):
+    err = imagetool(root, "imgaes", check=False)
+    assert err.returncode == 2 and "did you mean 'images'" in err.stderr.decode()
+    p = imagetool(root, "images", "--bogus", check=False)
+    assert p.returncode == 2
+    assert "usage: imagetool images" in p.stderr.decode() and "--bogus" in p.stderr.decode()
+    p = imagetool(root, "run", "--bogus", "busybox", check=False)
+    assert p.returncode == 125 and "usage: imagetool run" in p.stderr.decode()
+    p = imagetool(root, "inspect", "busybox", check=False)
+    assert p.returncode == 1 and p.stderr.decode().startswith("imagetool: inspect: ")
+
+
+def test_every_flag_has_a_help_line():
+    """Each option of each verb says what it does (`imagetool VERB --help`); the trust
+    verbs (key sign verify attest ...) are another module's and not checked here."""
+    import argparse
+
+    from imagetool.cli import build_parser
+    from imagetool.run.usage import _subparsers
+    bare = []
+    trust = {"key", "sign", "verify", "artifact", "attest", "verify-attestation"}
+    for name, sp in _subparsers(build_parser()).items():
+        if name in trust:
+            continue
+        for action in sp._actions:
+            if action.option_strings and not isinstance(action, argparse._HelpAction) \
+                    and not action.help:
+                bare.append(f"{name} {action.option_strings[0]}")
+    assert bare == []
 
 
 def test_rmi_untags_and_deletes_what_nothing_uses(root, tarball):
-    digest = imagetool(root, "import", tarball, "busybox").stdout.decode().strip()
+    iid = imagetool(root, "import", tarball, "busybox").stdout.decode().strip()
     imagetool(root, "tag", "busybox", "second")
-    err = fails(root, "rmi", digest[7:19])
+    err = fails(root, "rmi", iid[7:19])
     assert "2 images" in err and "-f" in err
     out = imagetool(root, "rmi", "second").stdout.decode()
     assert out.strip() == "Untagged: second:latest"  # busybox still holds every blob
     assert len(os.listdir(os.path.join(root, "blobs/sha256"))) == 3
     imagetool(root, "tag", "busybox", "second")
-    out = imagetool(root, "rmi", "-f", digest[7:19]).stdout.decode().splitlines()
+    out = imagetool(root, "rmi", "-f", iid[7:19]).stdout.decode().splitlines()
     assert sorted(out[:2]) == ["Untagged: busybox:latest", "Untagged: second:latest"]
     assert len([x for x in out if x.startswith("Deleted: sha256:")]) == 3
     assert os.listdir(os.path.join(root, "blobs/sha256")) == []
@@ -153,7 +232,7 @@ def test_errors_are_one_line_and_change_nothing(tmp_path, root, tarball):
     (home / "mine.txt").write_text("x")
     assert "not an OCI image layout" in fails(str(home), "import", tarball, "x")
     p = imagetool(root, "frobnicate", check=False)
-    assert p.returncode == 2 and b"invalid choice" in p.stderr
+    assert p.returncode == 2 and b"not an imagetool verb" in p.stderr
 
 
 def test_a_killed_import_names_nothing_and_prune_clears_it(root, tarball):
@@ -249,3 +328,37 @@ def test_prune_waits_for_a_writer_in_the_middle_of_its_work(root, tarball):
     assert "waiting for other writers" in err
     assert f"Deleted: {digest}" in out
     assert names_in(root) == [BUSYBOX]
+
+
+def test_ctrl_c_during_save_is_one_line_and_leaves_nothing(tmp_path, root):
+    """Bug 5: SIGINT while `save -o` writes a large archive: `imagetool: interrupted`, 130,
+    no 'Exception ignored ... write to closed file', no temp file beside the target."""
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob.bin").write_bytes(os.urandom(160 << 20))
+    tar = str(tmp_path / "big.tar")
+    with tarfile.open(tar, "w") as tf:
+        tf.add(str(big), arcname=".")
+    (big / "blob.bin").unlink()
+    imagetool(root, "import", "--cmd", "sh", tar, "big:1")
+    os.unlink(tar)
+    out = tmp_path / "outdir"
+    out.mkdir()
+    p = subprocess.Popen([IMAGETOOL, "--root", root, "save", "-o", str(out / "big.tar"),
+                          "big:1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p.poll() is None:
+            temps = [f for f in out.iterdir() if f.name.startswith(".big.tar.")]
+            if temps and temps[0].stat().st_size > 8 << 20:
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, "save finished before it could be interrupted"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and err.decode() == "imagetool: interrupted\n", err.decode()
+    assert list(out.iterdir()) == []

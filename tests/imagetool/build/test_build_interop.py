@@ -326,8 +326,10 @@ def test_our_docker_format_image_pulls_into_docker(env, dockerd, registry):
     imagetool(root, "push", "-q", "appd:latest", remote)
     dockerd.docker("pull", "-q", remote, timeout=120)
     [info] = json.loads(dockerd.docker("image", "inspect", remote).stdout)
-    assert info["Id"] == manifest["config"]["digest"]
-    assert f"{remote.rsplit(':', 1)[0]}@{digest}" in info["RepoDigests"]
+    assert info["Id"] == manifest["config"]["digest"] == digest  # build prints the image ID
+    mdigest = store.get_image("docker.io/library/appd:latest")["digest"]
+    assert f"{remote.rsplit(':', 1)[0]}@{mdigest}" in info["RepoDigests"]
+
     p = dockerd.docker("run", "--rm", "--network", "none", remote, "cat",
                        "/srv/www/health.txt", check=False, timeout=120)
     assert p.returncode == 0, p.stderr.decode() + dockerd.log_tail()

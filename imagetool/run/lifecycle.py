@@ -1,0 +1,149 @@
+"""A container's life as the record describes it: `create()` writes the record (every
+setting `run`/`create` took, so the container can be started again) and its bundle;
+`make_bundle()` (re)makes the bundle from the record (a started-then-exited container has
+lost its overlay); `start()` launches the monitor and waits for its first word. Errors:
+ContainerError, or StartError carrying docker's exit status (125/126/127)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+from imagetool.run import exitcodes
+from imagetool.run.containers import ContainerError, Records
+
+
+class StartError(ContainerError):
+    """The container could not start; `code` is the status `run` exits with."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NoCommand(ContainerError):
+    pass
+
+
+def create(store: Any, recs: Records, image: str, given: str, name: str | None,
+           config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """Record a new container of the store image `image` (`given`: as the user named it)
+    and make its bundle; on failure nothing is left. Returns the record."""
+    from imagetool import bundle, convert
+    parts = bundle.image_parts(store, image)
+    iconf = parts["config"].get("config") or {}
+    try:   # unlike unpack (umoci's sh), run refuses an image without a command, as docker does
+        convert.command(iconf, config.get("Entrypoint"), config.get("Cmd"))
+    except convert.ConvertError:
+        raise NoCommand(f"no command specified: nothing to run for {parts['name']} (no "
+                        "Entrypoint or Cmd): give a command after the image") from None
+    config = dict(config, Image=given,
+                  StopSignal=config.get("StopSignal") or iconf.get("StopSignal") or "SIGTERM")
+    rec = recs.new(name, {"Image": parts["name"], "ImageID": parts["config_desc"]["digest"],
+                          "Path": "", "Args": [], "Config": config, "HostConfig": host,
+                          "State": {}, "RestartCount": 0})
+    try:
+        make_bundle(store, recs, rec["Id"])
+    except BaseException:
+        recs.remove(rec["Id"])
+        raise
+    return recs.load(rec["Id"])
+
+
+def make_bundle(store: Any, recs: Records, cid: str) -> None:
+    """The bundle (overlay rootfs + config.json) and /etc files of the record `cid`."""
+    from imagetool import bundle
+    from imagetool.run import etcfiles
+    rec = recs.load(cid)
+    conf, host = rec["Config"], rec["HostConfig"]
+    bpath = recs.path(cid, "bundle")
+    if os.path.isdir(bpath):
+        bundle.remove(bpath)
+    hostname = conf.get("Hostname") or cid[:12]
+    env = [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if conf.get("Tty") else []) + \
+        list(conf.get("Env") or [])
+    try:
+        bundle.unpack(store, rec["Image"], bpath, mode="overlay",
+                      entrypoint=conf.get("Entrypoint"), cmd=conf.get("Cmd"), env=env,
+                      user=conf.get("User"), workdir=conf.get("WorkingDir"),
+                      hostname=hostname, terminal=bool(conf.get("Tty")))
+        mode = host.get("NetworkMode", "bridge")
+        etc = etcfiles.write(recs.path(cid), hostname, mode)
+        _edit_config(os.path.join(bpath, "config.json"), host, etc + _mounts(recs, host))
+        with open(os.path.join(bpath, "config.json")) as f:
+            proc = json.load(f)["process"]
+        with recs.lock():
+            r = recs.load(cid)
+            r["Path"], r["Args"] = proc["args"][0], proc["args"][1:]
+            recs.save(r)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            bundle.remove(bpath)
+        raise
+
+
+def _mounts(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OCI mounts of -v/--mount/--tmpfs, named volumes made on the way."""
+    out = list(host.get("OciMounts") or [])
+    if host.get("Volumes"):
+        from imagetool.run import volumes
+        out += volumes.oci_mounts(recs.root, host["Volumes"])
+    return out
+
+
+def _edit_config(path: str, host: dict[str, Any], mounts: list[dict[str, Any]]) -> None:
+    with open(path) as f:
+        spec = json.load(f)
+    linux = spec.setdefault("linux", {})
+    linux.setdefault("resources", {}).update(host.get("Resources") or {})
+    if host.get("ReadonlyRootfs"):
+        spec["root"]["readonly"] = True
+    spec["mounts"] = list(spec.get("mounts") or []) + mounts
+    if host.get("NetworkMode") == "host":
+        linux["namespaces"] = [n for n in linux.get("namespaces", [])
+                               if n["type"] != "network"]
+        # never change the host's own sysctls
+        linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
+                           if not k.startswith("net.")}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(spec, f, indent=2)
+    os.rename(tmp, path)
+
+
+def read_status(fd: int) -> Any:
+    """(first JSON message of the monitor's status pipe, bytes after it), or None."""
+    buf = b""
+    while b"\n" not in buf:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return None
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return json.loads(line), rest
+
+
+def start(store: Any, recs: Records, cid: str, foreground: bool,
+          interactive: bool) -> tuple[int, bytes]:
+    """Launch the monitor of `cid` (remaking its bundle when it has none); return (status
+    fd, bytes read past the 'started' message). Raises StartError when it did not start;
+    a container that never ran is then removed only if `remove_on_error` is set in the
+    record (run), kept otherwise (start)."""
+    from imagetool.run import monitor
+    if not os.path.exists(recs.path(cid, "bundle", "config.json")):
+        make_bundle(store, recs, cid)
+    fd = monitor.launch(recs.root, cid, foreground, interactive)
+    got = read_status(fd)
+    if got is None or "started" not in got[0]:
+        os.close(fd)
+        msg = got[0].get("error") if got else "the monitor died"
+        code = exitcodes.for_start_error(msg or "")
+        recs.update(cid, Status="exited" if code != exitcodes.TOOL_FAILED else "created",
+                    ExitCode=code if code != exitcodes.TOOL_FAILED else 0, Error=msg)
+        raise StartError(f"cannot start container: {msg}", code)
+    return fd, got[1]

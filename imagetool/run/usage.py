@@ -1,0 +1,65 @@
+"""Command-line parsing as docker users expect it: a mistyped verb names the nearest one
+(`imgaes` -> images), an unknown flag prints that verb's usage (not the top-level one), and
+the verbs that run containers exit 125 on bad usage (docker's "the tool failed")."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+
+# bad usage of these is the tool failing before any container ran: 125, as docker and podman
+RUN_VERBS = ("run", "exec", "create", "start")
+_GLOBAL_WITH_VALUE = ("--root",)
+
+
+def _verb_index(argv: list[str]) -> int:
+    """Index of the verb in argv (after the global options), or -1."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return i
+    return -1
+
+
+def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in p._actions:  # argparse keeps no public handle on its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args with docker's conventions; exits (2, or 125 for RUN_VERBS) on bad usage."""
+    subs = _subparsers(p)
+    vi = _verb_index(argv)
+    verb = argv[vi] if vi >= 0 else None
+    if verb is not None and verb not in subs:
+        near = difflib.get_close_matches(verb, list(subs), n=1, cutoff=0.6)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        print(f"imagetool: '{verb}' is not an imagetool verb{hint}\n"
+              "See 'imagetool --help'.", file=sys.stderr)
+        sys.exit(2)
+    code = 125 if verb in RUN_VERBS else 2
+    try:
+        args, extra = p.parse_known_args(argv)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            sys.exit(code)
+        raise
+    if extra:
+        sub = subs.get(verb or "")
+        bad = next((x for x in extra if x.startswith("-")), extra[0])
+        what = "unknown flag" if bad.startswith("-") else "unexpected argument"
+        if sub is not None:
+            sub.print_usage(sys.stderr)
+        print(f"imagetool: {verb or ''}{': ' if verb else ''}{what}: {bad}\n"
+              f"See 'imagetool {verb + ' ' if verb else ''}--help'.", file=sys.stderr)
+        sys.exit(code)
+    return args
