@@ -314,7 +314,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         check_options(opts)
     except BuildError as e:
         raise UsageError(f"build: {e}") from None
+    if args.provenance:  # an SLSA provenance statement attached to the tags' image
+        if not args.tag:
+            raise UsageError("build: --provenance needs -t NAME (it is attached to the tag)")
+        from imagetool.trust import provenance
+        started = provenance.now()
     res = build(_store(args), opts, out=(lambda s: None) if args.quiet else None)
+    if args.provenance:
+        provenance.attach(_store(args), opts, res.manifest, started)
     if args.iidfile:   # docker's image ID: the config's digest
         from imagetool.atomicfile import atomic_file
         with atomic_file(args.iidfile, text=True) as f:
@@ -467,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="media types of the image: oci (default) or docker (schema 2)")
     sp.add_argument("--compression", choices=("gzip", "zstd"), default="gzip",
                     help="of new layers: gzip (default) or zstd (needs --format oci)")
+    sp.add_argument("--provenance", action="store_true", help="attach an in-toto SLSA "
+                    "provenance statement (the tag then names an index, as with BuildKit)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only print the digest")
 
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
