@@ -102,6 +102,11 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
     fds: list[tuple[str, int, int]] = []
     console_fd = None
     mgr = load_manager(c.state)
+    if mgr is not None and not opts.ignore_paused and mgr.would_freeze():
+        # frozen some other way (the cgroup2 freezer, a frozen parent): the process would
+        # wait there for a thaw, as in a paused container
+        raise PyruncError("cannot exec in a paused container (use --ignore-paused to "
+                          "override)")
     if opts.cgroup:
         if mgr is None:
             raise PyruncError(f"--cgroup: container {c.id} has no cgroup")

@@ -149,3 +149,30 @@ def test_failed_create_leaves_a_shared_cgroup_alone(cgnames, pyrunc, make_bundle
     assert _no_state(pyrunc, b_id)
     assert cgnames.dirs() == dirs
     assert pyrunc.state(a)["status"] == "running"
+
+
+def test_exec_refuses_a_cgroup_frozen_another_way(cgnames, pyrunc, bundle):
+    """Hybrid host: the container's cgroup2 directory is frozen while its v1 freezer is
+    not (state says running). exec refuses at once, as for a paused container, instead
+    of waiting for a thaw; --ignore-paused still waits and then runs."""
+    if is_v2_host():
+        pytest.skip("not a hybrid host")
+    top = cgnames.new()
+    d = unified_dir("/" + top)
+    if d is None:
+        pytest.skip("no cgroup2 mount beside the v1 hierarchies")
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["cgroupsPath"] = "/" + top
+    bundle.write()
+    cid = pyrunc.new_id("fz")
+    pyrunc("run", "-d", "--bundle", bundle.path, cid, timeout=T, check=True)
+    with open(os.path.join(d, "cgroup.freeze"), "w") as f:
+        f.write("1")
+    try:
+        assert pyrunc.state(cid)["status"] == "running"
+        p = pyrunc("exec", cid, "true", timeout=T)
+        assert p.returncode == 255 and b"cannot exec in a paused container" in p.stderr
+    finally:
+        with open(os.path.join(d, "cgroup.freeze"), "w") as f:
+            f.write("0")
+    assert pyrunc("exec", cid, "true", timeout=T).returncode == 0
