@@ -103,3 +103,68 @@ def test_we_push_oras_pulls(it, pushed, oras_client):
     for name, body in data.items():
         with open(os.path.join(dest, name), "rb") as f:
             assert f.read() == body
+
+
+@pytest.fixture
+def referrers_api(pushed):
+    """A proxy in front of the registry that adds the OCI 1.1 referrers API (registry 2.8 has
+    none): it remembers manifest PUTs and answers GET /v2/<name>/referrers/<digest> from
+    them, honouring ?artifactType=."""
+    import re
+    import urllib.parse
+
+    from tests.imagetool.faultproxy import FaultProxy, Respond
+    puts: list[tuple[str, str]] = []
+    pattern = re.compile(r"/v2/(.+)/referrers/(sha256:[0-9a-f]{64})(?:\?artifactType=(.*))?$")
+
+    def rule(method: str, path: str, headers: dict, n: int):
+        if method == "PUT" and "/manifests/" in path:
+            repo, _, ref = path[len("/v2/"):].partition("/manifests/")
+            puts.append((repo, ref))
+            return None
+        m = pattern.match(path)
+        if method != "GET" or not m:
+            return None
+        repo, digest, want = m.group(1), m.group(2), m.group(3)
+        want = urllib.parse.unquote(want) if want else None
+        found = {}
+        for r, ref in puts:
+            got = pushed.raw.manifest(r, ref) if r == repo else None
+            if got and (got[1].get("subject") or {}).get("digest") == digest:
+                at = got[1].get("artifactType") or got[1]["config"]["mediaType"]
+                if want is None or at == want:
+                    found[sha256(got[0])] = {"mediaType": got[1]["mediaType"],
+                                             "digest": sha256(got[0]), "size": len(got[0]),
+                                             "artifactType": at}
+        body = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": list(found.values())}).encode()
+        return Respond(200, {"Content-Type": "application/vnd.oci.image.index.v1+json",
+                             "OCI-Filters-Applied": "artifactType"}, body)
+
+    proxy = FaultProxy(("127.0.0.1", pushed.registry.port), rule).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_referrers_api_is_used_when_present(it, pushed, referrers_api, keypair, passfile):
+    via = f"{referrers_api.host}/{pushed.repo}"
+    a = write(os.path.join(it.tmp, "sbom.json"), b"{}")
+    d1 = it.run("artifact", "push", f"{via}:sbom", a, "--artifact-type", SBOM,
+                "--subject", f"{via}:1").stdout.decode().strip()
+    it.run("sign", "--referrers", "--key", keypair[0], "--passphrase-file", passfile,
+           f"{via}:1")
+    # no referrers tag index: the registry (through the proxy) indexes them itself
+    assert pushed.digest().replace(":", "-") not in pushed.raw.tags(pushed.repo)
+    assert referrers_api.requests("GET", "/referrers/")
+    listed = json.loads(it.run("artifact", "ls", f"{via}:1", "--format", "json").stdout)
+    assert {d["artifactType"] for d in listed["referrers"]} == {
+        SBOM, "application/vnd.dev.cosign.artifact.sig.v1+json"}
+    only = it.run("artifact", "ls", f"{via}:1", "--artifact-type", SBOM).stdout.decode()
+    assert only.split() == [d1, SBOM]
+    out = json.loads(it.run("verify", "--key", keypair[1], f"{via}:1").stdout)
+    assert out[0]["critical"]["image"]["docker-manifest-digest"] == pushed.digest()
+    # straight to the registry (no API, no tag index) nothing is found
+    assert it.run("artifact", "ls", pushed.ref).stdout.decode().strip() == ""
