@@ -1,9 +1,11 @@
 """`exec`: run another process inside a running container.
 
-An intermediate child joins the container's cgroup and every namespace of its init that is
-not ours, however the container got it: its own, joined by path or inherited (after setns(pid)
-and setns(time) only children land there), then clones the real process with CLONE_PARENT so
-that `pyrunc exec` itself is its parent and can wait for it.
+An intermediate child joins every namespace of the container's init that is not ours,
+however the container got it: its own, joined by path or inherited (after setns(pid) and
+setns(time) only children land there), then clones the real process with CLONE_PARENT so
+that `pyrunc exec` itself is its parent and can wait for it. `pyrunc exec` puts that process
+into the container's cgroup (or an --cgroup sub-cgroup) before letting it go on; neither it
+nor the intermediate ever enters the cgroup, so a frozen one can't freeze the runtime.
 That process gets the same setup as the init (rlimits, user, capabilities, no_new_privs,
 non-dumpable until execve) and reports failures over a pipe that execve closes.
 """
