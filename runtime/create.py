@@ -151,9 +151,10 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             _write_id_maps(pid, linux)
         hstate = hooks.hook_state(opts.cid, "creating", pid, bundle, config.get("annotations"))
         # The init sets up its mounts while we write its pid into the v1 `tasks` files
-        # (cgroup.procs would wait ~10 ms for an RCU grace period). It is in its cgroup
-        # before we read any of its messages, hence before hooks, "ready" and exec. A
-        # cgroup namespace must be unshared after the join, so then the init waits for it.
+        # (some kernels make a cgroup.procs write wait ~10 ms for an RCU grace period). It
+        # is in its cgroup before we read any of its messages, hence before hooks, "ready"
+        # and exec. A cgroup namespace must be unshared after the join, so then the init
+        # waits for it.
         early = "cgroup" not in new_ns
         if early:
             parent_ch.send({"type": "go", "state": hstate})

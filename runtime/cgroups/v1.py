@@ -68,9 +68,9 @@ class V1Manager(Manager):
 
     def plan(self, sub: dict[str, str] | None = None,
              skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, str]]:
-        """(directory, file) that enter() writes: v1 directories through `tasks` (the
-        kernel moves the one thread without the ~10 ms RCU wait of a `cgroup.procs`
-        write), the cgroup2 directory beside them through cgroup.procs."""
+        """(directory, file) that enter() writes: v1 directories through `tasks` (one
+        thread moved, without the RCU grace period some kernels make a `cgroup.procs`
+        write wait for), the cgroup2 directory beside them through cgroup.procs."""
         sub = sub or {}
         for key in sub:
             if key and key not in self.paths:
