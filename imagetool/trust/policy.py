@@ -90,13 +90,9 @@ def _check_req(req: Any, where: str) -> None:
         raise TrustError(f"{where} ({t}): unknown field {sorted(extra)[0]!r}")
     if t in ("signedBy", "sigstoreSigned"):
         sources = [k for k in ("keyPath", "keyPaths", "keyData", "fulcio") if k in req]
-        if len(sources) != 1:
-            raise TrustError(f"{where} ({t}): give exactly one of keyPath, keyPaths, keyData")
-        if "fulcio" in req or "rekorPublicKeyPath" in req or "rekorPublicKeyData" in req:
-            raise TrustError(f"{where} ({t}): fulcio/rekor verification is not supported")
-        if t == "signedBy" and req.get("keyType") != "GPGKeys":
-            raise TrustError(f"{where} (signedBy): keyType {req.get('keyType')!r} is not "
-                             "supported (only GPGKeys)")
+        if len(sources) != 1 or (t == "sigstoreSigned" and "keyPaths" in req):
+            raise TrustError(f"{where} ({t}): give exactly one of keyPath, "
+                             f"{'keyPaths, ' if t == 'signedBy' else ''}keyData")
         if "signedIdentity" in req:
             _check_identity(req["signedIdentity"], where)
 
@@ -191,6 +187,9 @@ def check(policy: Policy, image: Reference, digest: str, client: Any,
     done = []
     for req in reqs:
         t = req["type"]
+        why = _unsupported(req)
+        if why:  # refused when used, so a machine's policy with them elsewhere still loads
+            raise VerifyError(f"{image}: {where}: {why}")
         if t == "insecureAcceptAnything":
             done.append(t)
         elif t == "reject":
@@ -202,6 +201,14 @@ def check(policy: Policy, image: Reference, digest: str, client: Any,
             _sigstore_signed(req, image, digest, client, where)
             done.append(t)
     return ", ".join(done)
+
+
+def _unsupported(req: dict[str, Any]) -> str | None:
+    if req["type"] == "signedBy" and req.get("keyType") != "GPGKeys":
+        return f"signedBy keyType {req.get('keyType')!r} is not supported (only GPGKeys)"
+    if any(k in req for k in ("fulcio", "rekorPublicKeyPath", "rekorPublicKeyData")):
+        return "sigstoreSigned with fulcio/rekor is not supported (use keyPath or keyData)"
+    return None
 
 
 def _signed_by(req: dict[str, Any], image: Reference, digest: str,

@@ -26,8 +26,9 @@ class Env:
 
     def run(self, *args: str, check: bool = True, timeout: float = 120,
             input: bytes | None = None) -> subprocess.CompletedProcess:
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         p = subprocess.run([IMAGETOOL, "--root", self.root, *args], capture_output=True,
-                           env=self.env, timeout=timeout, input=input)
+                           env=self.env, timeout=timeout, **stdin)
         if check and p.returncode != 0:
             raise AssertionError(f"imagetool {args} failed ({p.returncode}): "
                                  f"{p.stderr.decode()}")

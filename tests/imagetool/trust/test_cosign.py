@@ -69,6 +69,10 @@ def test_key_generate_writes_cosigns_files(it, keypair):
     assert pub_pem.startswith(b"-----BEGIN PUBLIC KEY-----")
     assert serialization.load_pem_public_key(pub_pem).public_numbers() == \
         key.public_key().public_numbers()
+    # no passphrase file, no $COSIGN_PASSWORD, no terminal: refused, nothing written
+    other = os.path.join(it.tmp, "other")
+    assert "no passphrase" in it.fails("key", "generate", "--output-prefix", other)
+    assert not os.path.exists(other + ".key") and not os.path.exists(other + ".pub")
     # a second generate refuses to overwrite
     assert "exists" in it.fails("key", "generate", "--output-prefix", priv[:-4],
                                 "--passphrase-file", os.devnull)

@@ -173,3 +173,20 @@ def test_run_enforces_the_policy_when_it_pulls(it, pushed, signed):
         if os.path.exists(it.root):
             remove_containers(it.root)
         unmount_under(it.tmp)
+
+
+def test_unsupported_requirements_refuse_only_where_used(it, pushed):
+    """A policy (like Fedora's) with fulcio requirements for other registries still loads;
+    an image under such a scope is refused with the reason."""
+    repo = f"{pushed.host}/{pushed.repo}"
+    fulcio = {"type": "sigstoreSigned", "fulcio": {"caPath": "/x", "oidcIssuer": "https://i",
+                                                   "subjectEmail": "a@b"},
+              "rekorPublicKeyPath": "/y", "signedIdentity": {"type": "matchRepository"}}
+    path = write_policy(it, docker({"quay.example/ns": [fulcio], f"{repo}:x": [fulcio]},
+                                   default="insecureAcceptAnything"))
+    it.run("pull", "-q", "--signature-policy", path, pushed.ref)
+    skopeo_copy(f"docker://{pushed.ref}", f"docker://{repo}:x", "--src-tls-verify=false",
+                "--dest-tls-verify=false")
+    assert "fulcio/rekor is not supported" in it.fails("pull", "-q", "--signature-policy", path,
+                                                       f"{repo}:x")
+    assert names(it) == [pushed.ref]
