@@ -53,9 +53,10 @@ def keyring(key_blobs: list[bytes]) -> Iterator[dict[str, str]]:
         yield env
     finally:
         gpgconf = shutil.which("gpgconf")
-        if gpgconf:
-            subprocess.run([gpgconf, "--kill", "all"], env=env, capture_output=True,
-                           timeout=TIMEOUT)
+        if gpgconf:  # the agent, if one started, and its /run/user socket dir
+            for args in (["--kill", "all"], ["--remove-socketdir"]):
+                subprocess.run([gpgconf, *args], env=env, capture_output=True,
+                               timeout=TIMEOUT)
         shutil.rmtree(home, ignore_errors=True)
 
 

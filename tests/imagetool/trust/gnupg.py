@@ -36,8 +36,8 @@ class GnuPG:
         return path
 
     def close(self) -> None:
-        subprocess.run(["gpgconf", "--kill", "all"], env=self.env, capture_output=True,
-                       timeout=60)
+        for args in (["--kill", "all"], ["--remove-socketdir"]):
+            subprocess.run(["gpgconf", *args], env=self.env, capture_output=True, timeout=60)
         left = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:

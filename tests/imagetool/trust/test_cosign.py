@@ -160,8 +160,15 @@ def test_verify_accepts_a_hand_built_signature(it, pushed, hand_key, keypair, pa
     hand_sign(pushed, key)
     out = json.loads(it.run("verify", "--key", pub, pushed.ref).stdout)
     assert out[0]["critical"]["image"]["docker-manifest-digest"] == pushed.digest()
-    # ours appends to the hand-made manifest; each key verifies only its own
+    # ours appends to the hand-made manifest and decodes to the same structure
     it.run("sign", "--key", keypair[0], "--passphrase-file", passfile, pushed.ref)
+    _, man = pushed.raw.manifest(pushed.repo, pushed.digest().replace(":", "-") + ".sig")
+    hand, ours = man["layers"]
+    assert set(hand) == set(ours) and hand["mediaType"] == ours["mediaType"] == SIMPLESIGNING
+    assert set(hand["annotations"]) == set(ours["annotations"]) == {SIG_ANN}
+    p_hand, p_ours = (json.loads(pushed.raw.blob(pushed.repo, d["digest"])) for d in man["layers"])
+    assert p_hand["critical"] == p_ours["critical"]
+    # each key verifies only its own
     assert len(json.loads(it.run("verify", "--key", pub, pushed.ref).stdout)) == 1
     assert len(json.loads(it.run("verify", "--key", keypair[1], pushed.ref).stdout)) == 1
     # by digest too
