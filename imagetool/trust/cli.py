@@ -66,7 +66,7 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from imagetool.trust import cosign, remote
     if bool(args.key) == bool(args.sign_by):
-        raise TrustError("sign: give exactly one of --key (cosign) and --sign-by (GPG)")
+        raise TrustError("give exactly one of --key (cosign) and --sign-by (GPG)")
     ref = remote.parse_ref(args.image)
     if args.sign_by:
         from imagetool.trust import simple
@@ -86,7 +86,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from imagetool.trust import cosign, remote
     if bool(args.key) == bool(args.signature_policy):
-        raise TrustError("verify: give exactly one of --key and --signature-policy")
+        raise TrustError("give exactly one of --key and --signature-policy")
     ref = remote.parse_ref(args.image)
     if args.signature_policy:
         from imagetool.trust import policy
