@@ -287,6 +287,9 @@ class Builder(RunSteps, CopySteps):
         tmp_parent = os.path.join(self.store.root, "build-tmp")
         os.makedirs(tmp_parent, mode=0o700, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="b-", dir=tmp_parent)
+        # What the build itself makes (WORKDIR, COPY's and ADD's directories) must not take
+        # the caller's umask: with 077 they were 0700, other layers than a 022 caller's.
+        umask = os.umask(0o022)
         try:
             with self.store.lease():
                 for sp in p.needed():
@@ -300,6 +303,7 @@ class Builder(RunSteps, CopySteps):
                 if self.opts.output is not None:  # inside the lease: blobs may be untagged
                     self.out(write_output(self.store, self.opts.output, mdesc, tags))
         finally:
+            os.umask(umask)
             shutil.rmtree(self.tmp, ignore_errors=True)
         return Result(manifest=mdesc, config_digest=cdigest, steps=self.steps,
                       cached=self.cached, containers=self.containers)
