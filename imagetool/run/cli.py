@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -159,7 +158,8 @@ def cmd_inspect_any(args: argparse.Namespace, image_inspect: Any) -> int:
         except ContainerError:
             rest.append(n)
     if found and not rest:
-        print(json.dumps(found, indent=2))
+        from imagetool.run.formatting import print_docs
+        print_docs(found, getattr(args, "format", None))
         return 0
     if found:
         raise ContainerError(f"inspect: give containers or images, not both ({rest[0]})")

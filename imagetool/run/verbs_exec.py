@@ -16,6 +16,22 @@ from imagetool.run.containers import ContainerError, Records, status
 from imagetool.run.options import env_list
 
 
+def our_size() -> dict[str, int] | None:
+    """{"height", "width"} of our terminal (stdin's, else stdout's), or None."""
+    import fcntl
+    import struct
+    import termios
+    for src in (0, 1):
+        if os.isatty(src):
+            with contextlib.suppress(OSError):
+                rows, cols, _, _ = struct.unpack(
+                    "HHHH", fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+                if rows and cols:
+                    return {"height": rows, "width": cols}
+            return None
+    return None
+
+
 def copy_winsize(master: int) -> None:
     """Give the pty `master` the size of our terminal (stdin's, else stdout's)."""
     import fcntl
@@ -65,6 +81,10 @@ def _exec(args: argparse.Namespace) -> int:
         proc["user"] = {"uid": u["uid"], "gid": u["gid"]}
         if u.get("additionalGids"):
             proc["user"]["additionalGids"] = list(u["additionalGids"])
+    if args.tty:  # sized before the command runs (the runtime applies it to the pty)
+        size = our_size()
+        if size is not None:
+            proc["consoleSize"] = size
     if not args.interactive and not args.tty:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
