@@ -111,6 +111,14 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         if (linux.get("seccomp") or {}).get("listenerPath"):
             from runtime.linux import seccomp  # the agent is dialed from the host's netns
             opened.extend(seccomp.dial_agent(linux["seccomp"], bundle))
+        if any(isinstance(m, dict) and ("uidMappings" in m or "gidMappings" in m
+                                        or {"idmap", "ridmap"} & set(m.get("options") or []))
+               for m in config.get("mounts") or []):
+            from runtime.linux import idmap  # made here, as host root (idmap.py)
+            ctx_idmap = idmap.prepare(config, bundle, idmap.plan(config))
+            opened.extend(ctx_idmap.values())
+        else:
+            ctx_idmap = {}
         parent_ch, child_ch = Channel.pair()
         opened.extend([parent_ch.rfd, parent_ch.wfd])
         cfg_hooks = config.get("hooks", {}) or {}
@@ -126,6 +134,7 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         # pid into the rest. Only the container's processes ever enter its cgroup, never
         # ours: a frozen one must not freeze the runtime.
         ctx.mnt_mode = mnt_mode
+        ctx.idmap_fds = ctx_idmap
         if mnt_mode == "joined":
             st = os.stat(rootfs)
             ctx.rootfs_id = (st.st_dev, st.st_ino)

@@ -53,6 +53,7 @@ class InitContext:
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
         self.mount_sock: int | None = None  # where create hands over bind sources (userns)
+        self.idmap_fds: dict[int, int] = {}  # mount index -> detached idmapped mount (idmap.py)
         # The mount namespace: "new", "joined" (another one, by path: rootfs_id is the
         # (st_dev, st_ino) the rootfs must have there) or "runtime" (inherited: the root is
         # built in a scratch namespace, see scratchns.py).
@@ -138,8 +139,9 @@ def _run(ctx: InitContext) -> None:
         from runtime.linux import bindsrc
         ctx.channel.send({"type": "mount-sources"})
         mount_ctx["mount_fds"] = bindsrc.receive(ctx.mount_sock)
+    mount_ctx["idmap_fds"] = ctx.idmap_fds
     rootfs.prepare(spec, ctx.rootfs, ctx.bundle, mount_ctx)
-    for fd in mount_ctx.get("mount_fds", {}).values():
+    for fd in [*mount_ctx.get("mount_fds", {}).values(), *ctx.idmap_fds.values()]:
         os.close(fd)  # never into the container, whatever --preserve-fds reaches
     if ctx.has_runtime_hooks:
         ctx.channel.send({"type": "hooks"})

@@ -186,9 +186,10 @@ def _make_target(rootfs: str, dest: str, is_file: bool) -> str:
 
 
 def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any],
-                src_fd: int | None = None) -> None:
+                src_fd: int | None = None, tree_fd: int | None = None) -> None:
     """Mount one config entry inside rootfs. `ctx` carries cgroup paths and namespaces;
-    `src_fd`, an O_PATH fd on the bind source opened by host root (bindsrc.py), replaces it.
+    `src_fd`, an O_PATH fd on the bind source opened by host root (bindsrc.py), replaces it;
+    `tree_fd`, a detached idmapped mount of the source (idmap.py), is moved into place.
     A read-only /dev is mounted writable here: finish() makes it read-only after its
     devices and submounts are in place."""
     mtype = m.get("type", "") or ""
@@ -203,7 +204,7 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
     if mtype == "bind":
         opts.flags |= sc.MS_BIND
     if is_bind:
-        _mount_bind(m, rootfs, bundle, opts, source, src_fd)
+        _mount_bind(m, rootfs, bundle, opts, source, src_fd, tree_fd)
         return
     if mtype == "cgroup":
         _mount_cgroup(m, rootfs, opts, ctx)
@@ -253,10 +254,12 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
 
 
 def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
-                source: str, src_fd: int | None) -> None:
+                source: str, src_fd: int | None, tree_fd: int | None = None) -> None:
     dest = m["destination"]
     if not source.startswith("/"):
         source = os.path.join(bundle, source)
+    if tree_fd is not None:
+        src_fd = tree_fd
     try:
         st = os.stat(f"/proc/self/fd/{src_fd}" if src_fd is not None else source)
     except FileNotFoundError:
@@ -266,7 +269,10 @@ def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
     try:
         src = source if src_fd is None else f"/proc/self/fd/{src_fd}"
         try:
-            sc.mount(src, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+            if tree_fd is not None:
+                sc.move_mount_fd(tree_fd, tgt.fd)
+            else:
+                sc.mount(src, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         except OSError as e:
             raise PyruncError(f"mount {dest}: cannot bind {source}: {e.strerror}") from None
         # Reopen: only a fresh lookup reaches the new mount (the old fd still names the

@@ -45,8 +45,9 @@ def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any])
     # with it); with no /dev mount at all they go into the rootfs's own /dev.
     dev_is_bound = False
     fds = ctx.get("mount_fds") or {}
+    trees = ctx.get("idmap_fds") or {}
     for i, m in enumerate(spec.get("mounts", [])):
-        mount_entry(m, rootfs, bundle, ctx, fds.get(i))
+        mount_entry(m, rootfs, bundle, ctx, fds.get(i), trees.get(i))
         if os.path.normpath(m["destination"]) == "/dev":
             dev_is_bound = m.get("type") == "bind" or bool(
                 {"bind", "rbind"} & set(m.get("options", [])))

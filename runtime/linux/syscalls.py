@@ -16,11 +16,11 @@ _MACHINE = os.uname().machine  # not `platform`: it costs a few ms to import
 if _MACHINE in ("x86_64", "amd64"):
     SYS = {"clone": 56, "pivot_root": 155, "setns": 308, "unshare": 272,
            "capget": 125, "capset": 126, "seccomp": 317, "pidfd_open": 434, "keyctl": 250,
-           "clone3": 435, "mount_setattr": 442, "open_tree": 428}
+           "clone3": 435, "mount_setattr": 442, "open_tree": 428, "move_mount": 429}
 elif _MACHINE in ("aarch64", "arm64"):
     SYS = {"clone": 220, "pivot_root": 41, "setns": 268, "unshare": 97,
            "capget": 90, "capset": 91, "seccomp": 277, "pidfd_open": 434, "keyctl": 219,
-           "clone3": 435, "mount_setattr": 442, "open_tree": 428}
+           "clone3": 435, "mount_setattr": 442, "open_tree": 428, "move_mount": 429}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
 
@@ -69,6 +69,7 @@ MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOUNT_ATTR_IDMAP = 0x100000
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 
@@ -137,6 +138,30 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_libc.syscall(SYS["mount_setattr"], fd, b"", ctypes.c_uint(flags), ctypes.byref(attr),
                          ctypes.c_size_t(32)), "mount_setattr")
+
+
+def open_tree_detached(path: str, recursive: bool) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE: an fd (close-on-exec) on a detached copy of the
+    mount at `path` (with its submounts if `recursive`), never attached anywhere yet."""
+    flags = 1 | 0o2000000 | (AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(SYS["open_tree"], -100, _b(path), ctypes.c_uint(flags)),
+                  f"open_tree {path}")
+
+
+def mount_setattr_idmap(fd: int, userns_fd: int, recursive: bool) -> None:
+    """mount_setattr(2) MOUNT_ATTR_IDMAP: the detached mount `fd` (and its submounts if
+    `recursive`) shows file owners through the mappings of the user namespace `userns_fd`."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(SYS["mount_setattr"], fd, b"", ctypes.c_uint(flags), ctypes.byref(attr),
+                         ctypes.c_size_t(32)), "mount_setattr")
+
+
+def move_mount_fd(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the detached mount `from_fd` onto the directory or file `to_fd`
+    (MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)."""
+    _check(_libc.syscall(SYS["move_mount"], from_fd, b"", to_fd, b"", ctypes.c_uint(0x4 | 0x40)),
+           "move_mount")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
