@@ -147,6 +147,9 @@ class Container:
                     mgr.destroy()
                 except (OSError, PyruncError) as e:
                     warn(f"cgroup cleanup: {e}")
+            if self.state.get("netDevices"):  # back to the host under their own names
+                from runtime.linux import netdev
+                netdev.release(self.state["netDevices"], warn)
             _run_hooks_warn("poststop", self.state.get("hooks", {}).get("poststop", []),
                             lambda: self._hook_state("stopped"), warn, None)
             self.dir.remove()

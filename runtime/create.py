@@ -61,9 +61,11 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
     if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise PyruncError("process.terminal is true but no --console-socket was given")
     _warn_labels(config, warn)
+    netdevs = _plan_netdevs(config)
     sd.make()
     pid = 0
     mgr = None
+    attached = None
     opened: list[int] = []
     try:
         os.mkfifo(sd.fifo, 0o622)
@@ -158,6 +160,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         child_ch.close()
         if "user" in new_ns:
             _write_id_maps(pid, linux)
+        if netdevs and not userns_first:  # the init's network namespace exists already
+            attached = _attach_netdevs(pid, nss, sd.path, netdevs)
         hstate = hooks.hook_state(opts.cid, "creating", pid, bundle, config.get("annotations"))
         # The init sets up its mounts while we write its pid into the v1 `tasks` files
         # (some kernels make a cgroup.procs write wait ~10 ms for an RCU grace period). It
@@ -177,6 +181,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                 raise PyruncError(_died(pid))
             if msg["type"] == "error":
                 raise PyruncError(msg["msg"])
+            if netdevs and attached is None:  # the init has unshared its network namespace
+                attached = _attach_netdevs(pid, nss, sd.path, netdevs)
             if msg["type"] == "hooks":
                 # created: the spec's state after step 2 (crun agrees; runc says creating).
                 # The cwd is the bundle, as runc's, so relative paths in hooks agree.
@@ -204,6 +210,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                                                               "maskedPaths", "readonlyPaths")},
             "namespaces": sorted(new_ns | {t for t, _ in join_child}),
         }
+        if attached is not None:
+            state["netDevices"] = attached.to_state()
         if "process" in config:  # without one the container can be created, not started
             state["process"] = config["process"]
         sd.save(state)
@@ -211,6 +219,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
         return state
     except BaseException:
+        if attached is not None:  # while the namespace lives: a veth dies with it
+            from runtime.linux import netdev
+            netdev.release(attached, warn)
         if pid > 0:
             _kill_and_reap(pid, mgr)
         if mgr is not None:
@@ -227,6 +238,21 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             except OSError:
                 pass
         sd.unlock()
+
+
+def _plan_netdevs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """linux.netDevices checked before anything is made ([] when there are none)."""
+    if (config.get("linux") or {}).get("netDevices") is None:
+        return []
+    from runtime.linux import netdev
+    nss = specmod.namespaces(config)
+    own = "network" in nss and not specmod._is_host_netns(nss["network"])
+    return netdev.plan(config, host_netns=not own)
+
+
+def _attach_netdevs(pid: int, nss: dict[str, str], state_dir: str, devices):
+    from runtime.linux import netdev
+    return netdev.attach(pid, nss.get("network") or None, state_dir, devices)
 
 
 def _warn_labels(config: dict[str, Any], warn) -> None:
