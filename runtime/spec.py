@@ -224,6 +224,10 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
                    "unbindable", "runbindable"), "linux.rootfsPropagation",
           f"unknown propagation {prop!r}")
     _want(isinstance(linux.get("cgroupsPath", ""), str), "linux.cgroupsPath", "must be a string")
+    if linux.get("intelRdt") is not None:  # pyrunc has no resctrl support (features says so)
+        raise ConfigError("linux.intelRdt", "Intel RDT is not supported by pyrunc" if
+                          os.path.isdir("/sys/fs/resctrl/info") else "Intel RDT is not "
+                          "available on this host (no resctrl filesystem at /sys/fs/resctrl)")
     _want(isinstance(linux.get("mountLabel", ""), str), "linux.mountLabel", "must be a string")
     if linux.get("resources") is not None:
         _want(isinstance(linux["resources"], dict), "linux.resources", "must be an object")
