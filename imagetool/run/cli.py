@@ -9,9 +9,9 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from typing import Any
 
+from imagetool.run import control
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import parse_bytes, parse_signal  # noqa: F401 - the CLI's API
 
@@ -20,27 +20,8 @@ def _records(args: argparse.Namespace) -> Records:
     return Records(args.root)
 
 
-def _kill_runtime(recs: Records, cid: str, sig: int) -> None:
-    from runtime.container import Container
-    from runtime.errors import PyruncError
-    try:
-        Container(recs.runtime_root, cid).kill(sig)
-    except PyruncError as e:
-        raise ContainerError(f"container {cid[:12]} is not running ({e})") from None
-
-
-def _wait_exit(recs: Records, cid: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            rec = recs.load(cid)
-        except ContainerError:
-            return True
-        if status(rec) in ("exited", "dead") and not monitor_alive(rec):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+_kill_runtime = control.kill_runtime
+_wait_exit = control.wait_exit
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -48,16 +29,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     rc = 0
     for name in args.containers:
         try:
-            cid = recs.resolve(name)
-            rec = recs.load(cid)
-            if status(rec) == "running":
-                sig = parse_signal(args.signal or rec["Config"].get("StopSignal"))
-                with contextlib.suppress(ContainerError):
-                    _kill_runtime(recs, cid, sig)
-                if not _wait_exit(recs, cid, args.time):
-                    with contextlib.suppress(ContainerError):
-                        _kill_runtime(recs, cid, signal.SIGKILL)
-                    _wait_exit(recs, cid, 30)
+            control.stop(recs, recs.resolve(name), args.signal, args.time)
             print(name)
         except ContainerError as e:
             print(f"imagetool: stop: {e}", file=sys.stderr)
@@ -72,8 +44,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
     for name in args.containers:
         try:
             cid = recs.resolve(name)
-            if status(recs.load(cid)) != "running":
+            if status(recs.load(cid)) not in ("running", "paused"):
                 raise ContainerError(f"container {name} is not running")
+            control.mark_stopped_by_user(recs, cid)
             _kill_runtime(recs, cid, sig)
             print(name)
         except ContainerError as e:
@@ -90,12 +63,16 @@ def cmd_rm(args: argparse.Namespace) -> int:
             cid = recs.resolve(name)
             rec = recs.load(cid)
             st = status(rec)
-            if st in ("running", "created") and monitor_alive(rec):
+            if monitor_alive(rec):
                 if not args.force:
                     raise ContainerError(f"cannot remove running container {name}: stop it "
                                          "first or use -f")
+                control.mark_stopped_by_user(recs, cid)
                 with contextlib.suppress(ContainerError):
                     _kill_runtime(recs, cid, signal.SIGKILL)
+                if st == "paused":
+                    with contextlib.suppress(ContainerError):
+                        control.resume(recs, cid)
                 if not _wait_exit(recs, cid, 30):
                     raise ContainerError(f"container {name} did not stop")
             _remove_leftovers(recs, cid)
@@ -195,8 +172,9 @@ def register(verb: Any, sub: Any) -> None:
     sp.add_argument("-f", "--force", action="store_true", help="kill a running one first")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
-    from imagetool.run import verbs_exec
+    from imagetool.run import verbs_exec, verbs_manage
     verbs_exec.register(verb)
+    verbs_manage.register(verb)
 
     insp = sub.choices.get("inspect")
     if insp is not None:

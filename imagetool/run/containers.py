@@ -86,8 +86,7 @@ class Records:
         with self.lock():
             taken = {r.get("Name") for r in self.all()}
             if name:
-                if not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
-                    raise ContainerError(f"invalid container name {name!r}")
+                _check_name(name)
                 if name in taken:
                     raise ContainerError(f"the container name {name!r} is already in use")
             else:
@@ -116,8 +115,24 @@ class Records:
             raise ContainerError(f"{text} matches {len(hits)} containers; be specific")
         raise ContainerError(f"no such container: {text}")
 
+    def rename(self, cid: str, name: str) -> None:
+        """Give `cid` the unique, valid `name`."""
+        with self.lock():
+            _check_name(name)
+            if any(r.get("Name") == name and r["Id"] != cid for r in self.all()):
+                raise ContainerError(f"the container name {name!r} is already in use")
+            rec = self.load(cid)
+            rec["Name"] = name
+            self.save(rec)
+
     def remove(self, cid: str) -> None:
         shutil.rmtree(self.path(cid), ignore_errors=True)
+
+
+def _check_name(name: str) -> None:
+    if not name or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
+        raise ContainerError(f"invalid container name {name!r} (letters, digits, _ . -, "
+                             "starting with a letter or digit)")
 
 
 def monitor_alive(rec: dict[str, Any]) -> bool:

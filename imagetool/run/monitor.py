@@ -9,7 +9,9 @@ session, reparented away from the command line), and it:
   - waits for the init, records the exit code, then cleans up: the runtime container and
     its cgroup, the veth and the address, the overlay rootfs; with --rm the record too;
   - reports to the caller over a status pipe: {"started": pid} or {"error": text}, then
-    {"exit": code} at the end (a detached caller has closed its end by then).
+    {"exit": code} at the end (a detached caller has closed its end by then);
+  - with a restart policy (restart.py), starts the container again after it exited, with
+    docker's doubling delay, until the policy says no or a user stopped it.
 
 The runtime is used as a library, not through the pyrunc CLI: the init must be the
 monitor's own child for the exit status, and create()'s stdio is simply the monitor's
@@ -27,7 +29,7 @@ import time
 import traceback
 from typing import Any
 
-from imagetool.run import logs, network, ports
+from imagetool.run import logs, network, ports, restart
 from imagetool.run.containers import Records, now, proc_start
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -88,8 +90,36 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.dup2(mlog, 2)
+    recs.update(cid, MonitorPid=os.getpid(), MonitorStart=proc_start(os.getpid()),
+                ManualStop=False)
+    delay = 0.1
+    while True:
+        code = _once(recs, store_root, cid, status_w, out_fd, err_fd, in_fd, devnull, mlog)
+        # the caller's stdio and status pipe were for the first run only (docker's attached
+        # client returns at the first exit too)
+        if status_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(status_w)
+        out_fd = err_fd = in_fd = status_w = None  # type: ignore[assignment]
+        if code is None or not restart.wanted(recs, cid, code):
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+        try:
+            if not restart.wanted(recs, cid, code):
+                return
+            restart.prepare(recs, cid)
+        except Exception:  # noqa: BLE001 - the record is gone or the image: no restart
+            traceback.print_exc()
+            return
+
+
+def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
+          out_fd: int | None, err_fd: int | None, in_fd: int | None, devnull: int,
+          mlog: int) -> int | None:
+    """Create, start and watch the container once; its exit code, or None when it did not
+    start (reported on status_w)."""
     rec = recs.load(cid)
-    recs.update(cid, MonitorPid=os.getpid(), MonitorStart=proc_start(os.getpid()))
     host = rec["HostConfig"]
     tty = bool((rec.get("Config") or {}).get("Tty"))
     mode = host.get("NetworkMode", "bridge")
@@ -169,7 +199,7 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
             if fd is not None and fd >= 0:
                 os.close(fd)
         _cleanup(recs, store_root, cid, created, info, remove_bundle=False)
-        return
+        return None
     _send(status_w, {"started": pid})
     if tty:  # one stream: the pty's output is the container's stdout, as in docker
         outputs = {master: ("stdout", out_fd)}
@@ -189,6 +219,7 @@ def main(store_root: str, cid: str, status_w: int, foreground: bool,
     else:
         recs.update(cid, Pid=0)
     _send(status_w, {"exit": code})
+    return code
 
 
 def _cleanup(recs: Records, store_root: str, cid: str, created: bool,

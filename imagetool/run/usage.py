@@ -11,6 +11,20 @@ import sys
 # bad usage of these is the tool failing before any container ran: 125, as docker and podman
 RUN_VERBS = ("run", "exec", "create", "start")
 _GLOBAL_WITH_VALUE = ("--root",)
+# docker's command groups, as aliases of the flat verbs: `container ls` is `ps`
+_CONTAINER = {v: v for v in ("attach", "create", "exec", "inspect", "kill", "logs", "pause",
+                             "port", "rename", "restart", "rm", "run", "start", "stats",
+                             "stop", "top", "unpause", "wait", "cp", "diff", "export",
+                             "commit")}
+GROUPS: dict[str, dict[str, str]] = {
+    "container": {**_CONTAINER, "ls": "ps", "list": "ps", "ps": "ps",
+                  "prune": "container-prune"},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "inspect": "inspect",
+              "pull": "pull", "push": "push", "tag": "tag", "save": "save", "load": "load",
+              "import": "import", "build": "build", "prune": "prune", "history": "history"},
+    "system": {"df": "system-df", "prune": "system-prune", "info": "info",
+               "events": "events"},
+}
 
 
 def _verb_index(argv: list[str]) -> int:
@@ -39,6 +53,13 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     """parse_args with docker's conventions; exits (2, or 125 for RUN_VERBS) on bad usage."""
     subs = _subparsers(p)
     vi = _verb_index(argv)
+    if vi >= 0 and vi + 1 < len(argv) and argv[vi] in GROUPS:
+        target = GROUPS[argv[vi]].get(argv[vi + 1])
+        if target is None or target not in subs:
+            print(f"imagetool: '{argv[vi]} {argv[vi + 1]}' is not an imagetool verb; "
+                  f"{argv[vi]} has: {', '.join(sorted(GROUPS[argv[vi]]))}", file=sys.stderr)
+            sys.exit(2)
+        argv = [*argv[:vi], target, *argv[vi + 2:]]
     verb = argv[vi] if vi >= 0 else None
     if verb is not None and verb not in subs:
         near = difflib.get_close_matches(verb, list(subs), n=1, cutoff=0.6)

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from imagetool.run import exitcodes, lifecycle
+from imagetool.run import exitcodes, lifecycle, restart
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import env_list, resources, volume
 
@@ -47,7 +47,10 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     host = {"AutoRemove": bool(getattr(args, "rm", False)), "NetworkMode": args.network,
             "PortBindings": pbind, "Binds": args.volume or [],
             "OciMounts": [volume(v) for v in args.volume or []],
-            "ReadonlyRootfs": args.read_only, "Resources": resources(args)}
+            "ReadonlyRootfs": args.read_only, "Resources": resources(args),
+            "RestartPolicy": restart.parse(args.restart)}
+    if host["AutoRemove"] and host["RestartPolicy"]["Name"]:
+        raise ContainerError("conflicting options: --restart and --rm")
     return config, host
 
 
@@ -249,3 +252,5 @@ def add_create_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-t", "--tty", action="store_true",
                     help="give the container a pty (its output is logged as stdout)")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    sp.add_argument("--restart", metavar="POLICY", help="no (default), on-failure[:N], "
+                    "always, unless-stopped: the monitor starts it again after it exits")
