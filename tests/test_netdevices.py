@@ -117,3 +117,22 @@ def test_refusals_leave_nothing(pyrunc, bundle, veth, case):
     assert "Traceback" not in err
     assert not os.path.exists(os.path.join(pyrunc.root, cid)) and _no_pins(pyrunc.root)
     assert _on_host(dev)
+
+
+def test_into_a_namespace_joined_by_path(pyrunc, bundle, veth):
+    """A network namespace named by path (ip netns): moved in, given back at delete."""
+    dev, _ = veth
+    name = f"pyrunc-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for ns in bundle.config["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = f"/run/netns/{name}"
+        bundle.config["linux"]["netDevices"] = {dev: {"name": "joined0"}}
+        assert "joined0" in pyrunc.run_script(bundle, "ls /sys/class/net").split()
+        assert _on_host(dev)
+        inside = subprocess.run(["ip", "-n", name, "-o", "link"], capture_output=True,
+                                text=True, check=True).stdout
+        assert "joined0" not in inside and dev not in inside
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
