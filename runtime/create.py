@@ -169,6 +169,9 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         # and exec. A cgroup namespace must be unshared after the join, so then the init
         # waits for it.
         early = "cgroup" not in new_ns
+        # The scheduler and memory policy must meet the cgroup (RT runtime, cpuset mems).
+        early = early and not ((config.get("process") or {}).get("scheduler")
+                               or linux.get("memoryPolicy"))
         if early:
             parent_ch.send({"type": "go", "state": hstate})
         if mgr is not None:
@@ -207,7 +210,8 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
             "hooks": {k: v for k, v in cfg_hooks.items() if k in ("poststart", "poststop")},
             # exec starts from the container's process and security settings, as runc does
             "linux": {k: v for k, v in linux.items() if k in ("seccomp", "resources",
-                                                              "maskedPaths", "readonlyPaths")},
+                                                              "maskedPaths", "readonlyPaths",
+                                                              "personality", "memoryPolicy")},
             "namespaces": sorted(new_ns | {t for t, _ in join_child}),
         }
         if attached is not None:

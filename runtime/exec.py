@@ -93,6 +93,10 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         listener, tmpdir, opts.console_socket = _private_console_socket()
     if terminal:
         import runtime.console  # noqa: F401 - needed after setns(mnt), when imports fail
+    # the container's personality and memory policy reach exec'd processes too
+    linux = {k: v for k, v in (c.state.get("linux") or {}).items()
+             if k in ("personality", "memoryPolicy")}
+    ps.preload_attrs(proc, linux)
     sec = None
     seccomp_cfg = (c.state.get("linux") or {}).get("seccomp")
     if seccomp_cfg is not None:
@@ -125,20 +129,22 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
         pid_a = os.fork()
         if pid_a == 0:
             os.close(go_w)
-            _intermediate(fds, wfd, rfd, go_r, proc, console_fd, opts.preserve_fds, sec)
+            _intermediate(fds, wfd, rfd, go_r, proc, console_fd, opts.preserve_fds, sec,
+                          linux)
         os.close(wfd)
         os.close(go_r)
         wfd = go_r = -1
         os.waitpid(pid_a, 0)
         pid = _read_pid(rfd)
-        if mgr is not None:
-            # We put the process there, never ourselves (nor the intermediate): a frozen
-            # cgroup (exec --ignore-paused) freezes only the container's process.
-            try:
+        try:
+            if mgr is not None:
+                # We put the process there, never ourselves (nor the intermediate): a frozen
+                # cgroup (exec --ignore-paused) freezes only the container's process.
                 mgr.enter(pid, sub=opts.cgroup)
-            except BaseException:
-                _kill_quietly(pid)
-                raise
+            ps.exec_affinity(pid, proc, "final")  # in its cgroup now
+        except BaseException:
+            _kill_quietly(pid)
+            raise
         os.write(go_w, b"g")
         os.close(go_w)
         go_w = -1
@@ -232,16 +238,17 @@ def _error_text(e: BaseException) -> str:
     return str(e) if isinstance(e, PyruncError) else f"{type(e).__name__}: {e}"
 
 
-def _intermediate(fds, wfd, rfd, go_r, proc, console_fd, preserve_fds, sec) -> None:
+def _intermediate(fds, wfd, rfd, go_r, proc, console_fd, preserve_fds, sec, linux) -> None:
     """In the forked child: the namespaces, then clone the process. No cgroup: the parent
     puts the process there (we are the runtime's, not the container's)."""
     try:
         os.close(rfd)
+        ps.exec_affinity(0, proc, "initial")  # inherited by the process until "final"
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         nsjoin.join(fds)
         pid = sc.clone(CLONE_PARENT)
         if pid == 0:
-            _process(wfd, go_r, proc, console_fd, preserve_fds, sec)
+            _process(wfd, go_r, proc, console_fd, preserve_fds, sec, linux)
         _report(wfd, {"pid": pid})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent
         _report(wfd, {"error": f"exec: {_error_text(e)}"})
@@ -250,7 +257,7 @@ def _intermediate(fds, wfd, rfd, go_r, proc, console_fd, preserve_fds, sec) -> N
 
 
 def _process(wfd: int, go_r: int, proc: dict[str, Any], console_fd: int | None,
-             preserve_fds: int, sec) -> None:
+             preserve_fds: int, sec, linux: dict[str, Any]) -> None:
     """The exec'd process, in every namespace of the container; ends in execve. It waits
     until the parent has put it in the container's cgroup."""
     try:
@@ -267,6 +274,7 @@ def _process(wfd: int, go_r: int, proc: dict[str, Any], console_fd: int | None,
         ps.chdir_inside(proc.get("cwd", "/"))
         ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
         ps.set_oom_score_adj(proc.get("oomScoreAdj"))
+        ps.apply_attrs(proc, linux)
         env = ps.build_env(proc)
         if sec is not None and sec.early:
             sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held

@@ -42,6 +42,8 @@ def features() -> dict[str, Any]:
         "mountExtensions": {"idmap": {"enabled": True}},
         "netDevices": {"enabled": True},
     }
+    from runtime.linux.process_attrs import MPOL_FLAGS, MPOL_MODES
+    linux["memoryPolicy"] = {"modes": sorted(MPOL_MODES), "flags": sorted(MPOL_FLAGS)}
     linux["seccomp"], libseccomp = _seccomp()
     return {
         "ociVersionMin": "1.0.0",

@@ -170,6 +170,7 @@ def _run(ctx: InitContext) -> None:
     _leave_scratch(ctx)  # after every mount, the console's bind included
     ps.chdir_inside(proc.get("cwd", "/"))
     ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
+    ps.apply_attrs(proc, spec.get("linux") or {})  # scheduler, ioPriority, personality...
     env = ps.build_env(proc)
     if sec is not None and sec.early:
         sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
@@ -238,6 +239,7 @@ def _wait_without_process(ctx: InitContext) -> None:
 def _preload(ctx: InitContext) -> None:
     """Import now whatever the init needs later: after the switch to a mapped uid the venv
     may be unreadable, and after pivot_root the host's stdlib is out of reach."""
+    ps.preload_attrs(ctx.spec.get("process") or {}, ctx.spec.get("linux") or {})
     if ctx.console_fd is not None:
         import runtime.console  # noqa: F401
     hooks_cfg = ctx.spec.get("hooks") or {}

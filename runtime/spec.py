@@ -139,6 +139,9 @@ def check_process(proc: dict[str, Any], p: str) -> None:
         # Refused, as runc does: running unconfined is not what a process label asks for.
         # (linux.mountLabel is only warned about: create.py.)
         _want(selinux_enabled(), f"{p}.selinuxLabel", "SELinux is not enabled on this host")
+    if any(proc.get(k) is not None for k in ("scheduler", "ioPriority", "execCPUAffinity")):
+        from runtime.linux import process_attrs  # only for configs that use these fields
+        process_attrs.check_process(proc, p)
 
 
 def selinux_enabled() -> bool:
@@ -231,6 +234,9 @@ def _check_linux(linux: dict[str, Any], spec: Spec) -> None:
     _want(isinstance(linux.get("mountLabel", ""), str), "linux.mountLabel", "must be a string")
     if linux.get("resources") is not None:
         _want(isinstance(linux["resources"], dict), "linux.resources", "must be an object")
+    if linux.get("personality") is not None or linux.get("memoryPolicy") is not None:
+        from runtime.linux import process_attrs
+        process_attrs.check_linux(linux)
 
 
 _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",

@@ -54,6 +54,34 @@ def set_oom_score_adj(value: int | None) -> None:
         f.write(str(value))
 
 
+_PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
+_LINUX_ATTRS = ("personality", "memoryPolicy")
+
+
+def preload_attrs(proc: dict[str, Any], linux: dict[str, Any]) -> bool:
+    """Import process_attrs now, while the host's files are reachable, if the config uses
+    one of its fields (most don't: it stays off the hot path). True if it does."""
+    if any(proc.get(k) for k in _PROC_ATTRS) or any(linux.get(k) for k in _LINUX_ATTRS):
+        from runtime.linux import process_attrs  # noqa: F401
+        return True
+    return False
+
+
+def apply_attrs(proc: dict[str, Any], linux: dict[str, Any]) -> None:
+    """process.scheduler/ioPriority, linux.memoryPolicy/personality (process_attrs.apply),
+    for the init and exec alike; preload_attrs must have run before the namespaces."""
+    if preload_attrs(proc, linux):
+        from runtime.linux import process_attrs
+        process_attrs.apply(proc, linux)
+
+
+def exec_affinity(pid: int, proc: dict[str, Any], which: str) -> None:
+    """process.execCPUAffinity's `initial` or `final` for an exec'd process (not the init)."""
+    if proc.get("execCPUAffinity"):
+        from runtime.linux import process_attrs
+        process_attrs.set_affinity(pid, proc["execCPUAffinity"], which)
+
+
 def set_user(proc: dict[str, Any], where: str) -> None:
     """Groups, gid, uid, then the capability sets and no_new_privs, in the order the kernel
     needs: bounding drop and setgroups while still privileged, KEEPCAPS across setuid."""

@@ -23,6 +23,10 @@ elif _MACHINE in ("aarch64", "arm64"):
            "clone3": 435, "mount_setattr": 442, "open_tree": 428, "move_mount": 429}
 else:  # pragma: no cover - other architectures are not built for yet
     raise ImportError(f"pyrunc: unsupported architecture {_MACHINE}")
+# process_attrs.py's syscalls (scheduler, I/O priority, memory policy)
+SYS.update({"sched_setattr": 314, "ioprio_set": 251, "set_mempolicy": 238}
+           if _MACHINE in ("x86_64", "amd64") else
+           {"sched_setattr": 274, "ioprio_set": 30, "set_mempolicy": 237})
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -267,3 +271,41 @@ def socket(family: int, kind: int) -> int:
 
 def pidfd_open(pid: int) -> int:
     return _check(_libc.syscall(SYS["pidfd_open"], pid, 0), "pidfd_open")
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
+                  deadline: int, period: int) -> None:
+    """sched_setattr(2) on this thread: struct sched_attr as of Linux 4.13 (56 bytes, the
+    utilization clamps left 0)."""
+    attr = (ctypes.c_uint32 * 14)()
+    attr[0], attr[1] = 56, policy
+    ctypes.c_uint64.from_buffer(attr, 8).value = flags
+    ctypes.c_int32.from_buffer(attr, 16).value = nice
+    attr[5] = priority
+    for off, val in ((24, runtime), (32, deadline), (40, period)):
+        ctypes.c_uint64.from_buffer(attr, off).value = val
+    _check(_libc.syscall(SYS["sched_setattr"], 0, ctypes.byref(attr), 0), "sched_setattr")
+
+
+def ioprio_set(ioprio: int) -> None:
+    """ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio): this process, inherited by its children."""
+    _check(_libc.syscall(SYS["ioprio_set"], 1, 0, ioprio), "ioprio_set")
+
+
+def personality(persona: int) -> None:
+    _libc.personality.restype = ctypes.c_int
+    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    """set_mempolicy(2) for this thread; `mode` may carry MPOL_F_* flags; no nodes: NULL."""
+    if not nodes:
+        _check(_libc.syscall(SYS["set_mempolicy"], mode, None, ctypes.c_ulong(0)),
+               "set_mempolicy")
+        return
+    words = max(nodes) // 64 + 1
+    mask = (ctypes.c_ulong * words)()
+    for n in nodes:
+        mask[n // 64] |= 1 << (n % 64)
+    _check(_libc.syscall(SYS["set_mempolicy"], mode, mask, ctypes.c_ulong(words * 64 + 1)),
+           "set_mempolicy")
