@@ -11,11 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
 
 from tests import hostcaps
+from tests.rig import Bundle, clone_rootfs, default_config
 
 POLICY = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
           "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
@@ -338,6 +340,52 @@ def test_exec_cpu_affinity_initial_refused(pyrunc, bundle, tmp_path):
     assert b"process.execCPUAffinity.initial: cannot run on CPUs" in p.stderr, p.stderr
     ps = pyrunc("ps", "--format", "json", cid, check=True)
     assert json.loads(ps.stdout) == [pid]
+
+
+# -- in a user namespace: no privilege over the host's scheduler ----------------------------
+
+@pytest.fixture
+def userns_bundle(rootfs_template):
+    """A user-namespaced bundle under a world-traversable dir (the mapped root must reach
+    the rootfs, which pytest's 0700 tmp dirs forbid)."""
+    hostcaps.need(hostcaps.has_namespace("user"), "user namespaces")
+    top = tempfile.mkdtemp(prefix="pyrunc-sched-userns-", dir="/tmp")
+    os.chmod(top, 0o755)
+    clone_rootfs(rootfs_template, os.path.join(top, "rootfs"))
+    cfg = default_config(["true"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    yield Bundle(top, cfg).write()
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_user_namespace_lowering_works(pyrunc, userns_bundle):
+    """What any process may do to itself works under a mapped root too."""
+    userns_bundle.config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+    userns_bundle.config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE",
+                                                     "priority": 6}
+    userns_bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_LOCAL"}
+    cid, pid = start(pyrunc, userns_bundle)
+    assert sched_of(pid) == (POLICY["SCHED_BATCH"], 5)
+    assert ionice(pid) == "best-effort: prio 6"
+    with open(f"/proc/{pid}/numa_maps") as f:
+        assert task_mempolicy(f.readline()) == "local"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("scheduler", {"policy": "SCHED_OTHER", "nice": -5},
+     "process.scheduler: cannot set SCHED_OTHER: Operation not permitted (needs CAP_SYS_NICE "
+     "in the host's user namespace)"),
+    ("scheduler", {"policy": "SCHED_FIFO", "priority": 5},
+     "process.scheduler: cannot set SCHED_FIFO: Operation not permitted"),
+    ("ioPriority", {"class": "IOPRIO_CLASS_RT", "priority": 0},
+     "process.ioPriority: cannot set IOPRIO_CLASS_RT priority 0: Operation not permitted "
+     "(IOPRIO_CLASS_RT needs CAP_SYS_ADMIN or CAP_SYS_NICE in the host's user namespace)"),
+])
+def test_user_namespace_raising_refused(pyrunc, userns_bundle, key, value, message):
+    userns_bundle.config["process"][key] = value
+    assert message in refused(pyrunc, userns_bundle, message)
 
 
 # -- bad input: a clear error naming the field, nothing made ---------------------------------
