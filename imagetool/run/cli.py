@@ -75,6 +75,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
                         control.resume(recs, cid)
                 if not _wait_exit(recs, cid, 30):
                     raise ContainerError(f"container {name} did not stop")
+            if args.volumes:
+                from imagetool.run import volumes
+                volumes.remove_anonymous(recs.root, recs.load(cid))
             _remove_leftovers(recs, cid)
             print(name)
         except ContainerError as e:
@@ -170,11 +173,14 @@ def register(verb: Any, sub: Any) -> None:
 
     sp = verb("rm", cmd_rm, "remove containers")
     sp.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    sp.add_argument("-v", "--volumes", action="store_true",
+                    help="also remove its anonymous volumes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
-    from imagetool.run import verbs_exec, verbs_manage
+    from imagetool.run import verbs_data, verbs_exec, verbs_manage
     verbs_exec.register(verb)
     verbs_manage.register(verb)
+    verbs_data.register(verb)
 
     insp = sub.choices.get("inspect")
     if insp is not None:

@@ -43,13 +43,30 @@ def create(store: Any, recs: Records, image: str, given: str, name: str | None,
                   StopSignal=config.get("StopSignal") or iconf.get("StopSignal") or "SIGTERM")
     rec = recs.new(name, {"Image": parts["name"], "ImageID": parts["config_desc"]["digest"],
                           "Path": "", "Args": [], "Config": config, "HostConfig": host,
-                          "State": {}, "RestartCount": 0})
+                          "State": {}, "RestartCount": 0, "Mounts": mount_docs(recs, host)})
     try:
         make_bundle(store, recs, rec["Id"])
     except BaseException:
         recs.remove(rec["Id"])
         raise
     return recs.load(rec["Id"])
+
+
+def mount_docs(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:
+    """docker inspect's Mounts: binds, volumes and tmpfs mounts."""
+    out = []
+    for m in host.get("OciMounts") or []:
+        rw = "ro" not in (m.get("options") or [])
+        out.append({"Type": m["type"], "Source": m.get("source", "") if m["type"] == "bind"
+                    else "", "Destination": m["destination"], "Mode": "" if rw else "ro",
+                    "RW": rw, "Propagation": "rprivate" if m["type"] == "bind" else ""})
+    for v in host.get("Volumes") or []:
+        out.append({"Type": "volume", "Name": v["Name"],
+                    "Source": os.path.join(recs.root, "volumes", v["Name"], "_data"),
+                    "Destination": v["Destination"], "Driver": "local",
+                    "Mode": "ro" if v.get("ReadOnly") else "z", "RW": not v.get("ReadOnly"),
+                    "Propagation": ""})
+    return out
 
 
 def make_bundle(store: Any, recs: Records, cid: str) -> None:
@@ -69,6 +86,9 @@ def make_bundle(store: Any, recs: Records, cid: str) -> None:
                       entrypoint=conf.get("Entrypoint"), cmd=conf.get("Cmd"), env=env,
                       user=conf.get("User"), workdir=conf.get("WorkingDir"),
                       hostname=hostname, terminal=bool(conf.get("Tty")))
+        if host.get("Volumes"):
+            from imagetool.run import volumes
+            volumes.copy_up(recs.root, host["Volumes"], os.path.join(bpath, "rootfs"))
         mode = host.get("NetworkMode", "bridge")
         etc = etcfiles.write(recs.path(cid), hostname, mode)
         _edit_config(os.path.join(bpath, "config.json"), host, etc + _mounts(recs, host))

@@ -215,6 +215,10 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     recs.update(cid, Status="exited", Running=False, ExitCode=code, FinishedAt=now())
     _cleanup(recs, store_root, cid, True, info, remove_bundle=True)
     if host.get("AutoRemove"):
+        if host.get("Volumes"):
+            with contextlib.suppress(Exception):
+                from imagetool.run import volumes
+                volumes.remove_anonymous(store_root, recs.load(cid))
         recs.remove(cid)
     else:
         recs.update(cid, Pid=0)

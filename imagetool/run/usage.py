@@ -24,6 +24,9 @@ GROUPS: dict[str, dict[str, str]] = {
               "import": "import", "build": "build", "prune": "prune", "history": "history"},
     "system": {"df": "system-df", "prune": "system-prune", "info": "info",
                "events": "events"},
+    "volume": {"create": "volume-create", "ls": "volume-ls", "list": "volume-ls",
+               "rm": "volume-rm", "remove": "volume-rm", "inspect": "volume-inspect",
+               "prune": "volume-prune"},
 }
 
 

@@ -12,9 +12,9 @@ import signal
 import sys
 from typing import Any
 
-from imagetool.run import exitcodes, lifecycle, restart
+from imagetool.run import exitcodes, lifecycle, mountspec, restart
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
-from imagetool.run.options import env_list, resources, volume
+from imagetool.run.options import env_list, resources
 
 
 def _image(store: Any, ref: str) -> str:
@@ -41,12 +41,13 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
+    mounts, vols = mountspec.parse(args)
     config = {"Env": env_list(args), "Cmd": list(args.command) if args.command else None,
               "Entrypoint": entrypoint, "User": args.user, "WorkingDir": args.workdir,
               "Hostname": args.hostname, "Tty": args.tty, "OpenStdin": args.interactive}
     host = {"AutoRemove": bool(getattr(args, "rm", False)), "NetworkMode": args.network,
             "PortBindings": pbind, "Binds": args.volume or [],
-            "OciMounts": [volume(v) for v in args.volume or []],
+            "OciMounts": mounts, "Volumes": vols,
             "ReadonlyRootfs": args.read_only, "Resources": resources(args),
             "RestartPolicy": restart.parse(args.restart)}
     if host["AutoRemove"] and host["RestartPolicy"]["Name"]:
@@ -236,8 +237,13 @@ def add_create_flags(sp: argparse.ArgumentParser) -> None:
                     help="read K=V lines from FILE (repeatable)")
     sp.add_argument("-p", "--publish", action="append", metavar="[HOSTIP:]HOST:CTR[/proto]",
                     help="publish a container port on the host (repeatable)")
-    sp.add_argument("-v", "--volume", action="append", metavar="HOST:CTR[:ro]",
-                    help="bind-mount a host path (repeatable)")
+    sp.add_argument("-v", "--volume", action="append", metavar="HOST|NAME:CTR[:ro]",
+                    help="bind-mount a host path, mount a named volume, or (-v /CTR) an "
+                    "anonymous one (repeatable)")
+    sp.add_argument("--mount", action="append", metavar="type=bind|volume|tmpfs,...",
+                    help="source=,target=,readonly,tmpfs-size=,tmpfs-mode= (repeatable)")
+    sp.add_argument("--tmpfs", action="append", metavar="/CTR[:OPTIONS]",
+                    help="mount a tmpfs (options as mount(8): size=64m,mode=1777)")
     sp.add_argument("-w", "--workdir", help="working directory inside the container")
     sp.add_argument("-u", "--user", help="user[:group] (names or ids) to run as")
     sp.add_argument("--entrypoint", help="override the image's entrypoint (\"\" clears it)")

@@ -1,0 +1,125 @@
+"""`cp` between a container and the host, both ways, docker's rules: into an existing
+directory the source keeps its name, else it takes the destination's; SRC/. copies a
+directory's content; `-` is a tar stream on stdin/stdout. The container's files are
+reached through /proc/<init pid>/root (its own mount namespace: volumes and tmpfs
+included), every path resolved inside that root, symlinks too, so nothing outside it is
+ever read or written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from typing import BinaryIO
+
+from imagetool.run.containers import ContainerError, Records, status
+
+_MAX_LINKS = 40
+
+
+def resolve_in(root: str, path: str, follow_last: bool = False) -> str:
+    """The host path of container path `path` under `root`, symlinks resolved as if `root`
+    were /; the last component is followed only with follow_last."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if os.path.islink(here) and (parts or follow_last):
+            links += 1
+            if links > _MAX_LINKS:
+                raise ContainerError(f"{path}: too many levels of symbolic links")
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
+
+
+def container_root(recs: Records, cid: str) -> str:
+    """Where the container's / is seen from the host."""
+    rec = recs.load(cid)
+    pid = int((rec.get("State") or {}).get("Pid") or 0)
+    if status(rec) in ("running", "paused") and pid > 0 and os.path.isdir(f"/proc/{pid}/root"):
+        return f"/proc/{pid}/root"
+    rootfs = recs.path(cid, "bundle", "rootfs")
+    if os.path.ismount(rootfs):
+        return rootfs
+    raise ContainerError(f"container {cid[:12]} is not running and its filesystem is not "
+                         "mounted (only running or created containers can be copied from)")
+
+
+def _copy(src: str, dest: str) -> None:
+    if os.path.isdir(src) and not os.path.islink(src):
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        shutil.copystat(src, dest)
+    else:
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            raise ContainerError(f"cannot overwrite directory {dest} with a file")
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        shutil.copy2(src, dest, follow_symlinks=False)
+
+
+def _target(src: str, dest: str, content_only: bool) -> str:
+    """docker's rule: into an existing directory keep the source's name (unless SRC/.)."""
+    if os.path.isdir(dest) and not os.path.islink(dest) and not content_only:
+        return os.path.join(dest, os.path.basename(src.rstrip("/")) or ".")
+    return dest
+
+
+def copy_out(recs: Records, cid: str, cpath: str, dest: str | BinaryIO) -> None:
+    root = container_root(recs, cid)
+    src = resolve_in(root, cpath, follow_last=cpath.endswith("/") or cpath.endswith("/."))
+    if not os.path.lexists(src):
+        raise ContainerError(f"could not find the file {cpath} in container {cid[:12]}")
+    if not isinstance(dest, str):
+        with tarfile.open(fileobj=dest, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            tf.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
+        return
+    content_only = cpath.endswith("/.")
+    if content_only and not os.path.isdir(src):
+        raise ContainerError(f"{cpath}: not a directory")
+    parent = os.path.dirname(os.path.abspath(dest)) or "/"
+    if not os.path.isdir(parent):
+        raise ContainerError(f"{dest}: directory {parent} does not exist")
+    _copy(src, _target(src, dest, content_only))
+
+
+def copy_in(recs: Records, cid: str, src: str | BinaryIO, cpath: str) -> None:
+    root = container_root(recs, cid)
+    dest = resolve_in(root, cpath, follow_last=True)
+    if not isinstance(src, str):
+        if not os.path.isdir(dest):
+            raise ContainerError(f"{cpath}: not a directory in the container (a tar on stdin "
+                                 "is extracted into a directory)")
+        with tarfile.open(fileobj=src, mode="r|*") as tf:
+            for member in tf:
+                name = os.path.normpath(member.name).lstrip("/")
+                if name.startswith("..") or os.path.isabs(name):
+                    raise ContainerError(f"tar entry {member.name} leaves the directory")
+                if member.islnk() or member.isdev():
+                    continue  # hard links and device nodes are not copied in
+                parent = os.path.dirname(name)
+                # a symlink among the parents (one the archive just made, say) would take
+                # the write outside the container: refuse
+                if parent and resolve_in(root, os.path.join(cpath, parent), follow_last=True) \
+                        != os.path.normpath(os.path.join(dest, parent)):
+                    raise ContainerError(f"tar entry {member.name}: a parent is a symlink")
+                member.name = name
+                tf.extract(member, dest, set_attrs=True)
+        return
+    if not os.path.lexists(src):
+        raise ContainerError(f"{src}: no such file or directory")
+    content_only = src.endswith("/.")
+    parent = os.path.dirname(dest.rstrip("/")) or root
+    if not os.path.isdir(parent):
+        raise ContainerError(f"{cpath}: its directory does not exist in the container")
+    _copy(src, _target(src, dest, content_only))
