@@ -64,6 +64,7 @@ class MatrixBuilders(Builders):
             ctx = os.path.join(self.top, "ctx", case.name)
             os.makedirs(ctx)
             fill_context(ctx, case.dockerfile, case.files)
+            case.write(ctx)
             self.ctxs[case.name] = ctx
 
     def case_argv(self, tool: str, kind: str, name: str) -> tuple[list[str], dict | None]:

@@ -51,6 +51,13 @@ class Case:
     name: str
     dockerfile: str
     files: dict[str, str | bytes] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)  # context path -> chmod, after writing
+
+    def write(self, ctx: str) -> None:
+        """Give the context written from `files` its modes (directories' too)."""
+        import os
+        for rel, mode in sorted(self.modes.items(), key=lambda kv: -kv[0].count("/")):
+            os.chmod(os.path.join(ctx, rel), mode)
 
 
 def _c(name: str, body: str, files: dict[str, str | bytes] | None = None,
@@ -214,6 +221,11 @@ COPY --chown=worker:user f /wu
 """, f="x\n"),
     _c("copy-dir-contents", "COPY dir/ /dst/\nCOPY dir /dst2",
        dir__a="a\n", dir__sub__b="b\n", dir__sub__deeper__c="c\n"),
+    Case("copy-dir-modes", "FROM busybox:latest\nCOPY tree/ /dst/\nCOPY tree /dst2\n"
+         "COPY --chmod=0751 tree /dst3\n",
+         {"tree/private/key": "k\n", "tree/shared/readme": "r\n", "tree/run.sh": "#!/bin/sh\n"},
+         {"tree": 0o750, "tree/private": 0o700, "tree/shared": 0o2775, "tree/run.sh": 0o755,
+          "tree/private/key": 0o600}),
     _c("copy-wildcards", "COPY *.txt /txt/\nCOPY d?r/*.conf /conf/",
        one_DOT_txt="1\n", two_DOT_txt="2\n", skip_DOT_md="no\n", dir__x_DOT_conf="x\n"),
     _c("copy-onto-existing", "COPY f /etc\nCOPY f /tmp/renamed\nCOPY f g /multi/",
@@ -298,6 +310,12 @@ RUN echo s > /s && chmod 6755 /s && mkdir -m 1777 /shared && mkdir -m 2750 /grp 
 
 # Differences kept on purpose: case name -> {path or config key: why}.
 ACCEPTED: dict[str, dict[str, str]] = {
+    "copy-dir-modes": {
+        "dst3/shared": "--chmod with an octal mode: current BuildKit (fsutil's copier takes the "
+                       "setuid/setgid/sticky bits from the mode given) makes it exactly 0751; "
+                       "docker 20.10's embedded BuildKit replaced only the 0777 bits and kept "
+                       "the source directory's setgid (02751)",
+    },
     "add-tar-gz-chown": {
         "adir/new/pkg": "--chown on archive entries: current BuildKit (v0.23.0 and later, "
                         "moby/buildkit#5987) owns every unpacked entry by --chown; docker "

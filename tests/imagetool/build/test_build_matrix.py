@@ -83,6 +83,7 @@ def test_the_matrix_is_wide_enough():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_buildkit_and_ours_agree(env, dockerd, case):
     ctx = write_context(env["dir"], case.dockerfile, case.files)
+    case.write(ctx)
     ours_conf, ours = _ours(env, case, ctx)
     theirs_conf, theirs = _docker(env, dockerd, case, ctx)
     accepted = ACCEPTED.get(case.name, {})
