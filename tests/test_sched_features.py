@@ -130,6 +130,34 @@ def test_scheduler_fair_policies_init_and_exec(pyrunc, bundle, tmp_path):
     assert sched_of(epid) == (POLICY["SCHED_OTHER"], -5)
 
 
+# the shell's nice, then a forked child's: `( )` forks even where busybox runs cut in-process
+# (not when last: ash runs a last subshell in place, so "; true")
+NICE_OF_SHELL_AND_CHILD = "cut -d' ' -f19 /proc/$$/stat; (cut -d' ' -f19 /proc/self/stat); true"
+
+
+def test_scheduler_flags(pyrunc, bundle):
+    """SCHED_FLAG_RESET_ON_FORK: the shell keeps its negative nice, what it forks gets 0
+    back (the kernel's rule for fair policies); the utilization clamps work where the kernel
+    has them (CONFIG_UCLAMP_TASK), else they are refused naming the field."""
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_OTHER", "nice": -3,
+                                             "flags": ["SCHED_FLAG_RESET_ON_FORK"]}
+    out = pyrunc.run_script(bundle, NICE_OF_SHELL_AND_CHILD)
+    assert out.split() == ["-3", "0"]
+    bundle.config["process"]["scheduler"]["flags"] = []
+    out = pyrunc.run_script(bundle, NICE_OF_SHELL_AND_CHILD)
+    assert out.split() == ["-3", "-3"]  # without the flag the child inherits it
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_OTHER",
+                                             "flags": ["SCHED_FLAG_UTIL_CLAMP_MIN"]}
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    p = pyrunc("run", "--bundle", bundle.path, pyrunc.new_id())
+    if p.returncode != 0:
+        assert p.stderr.decode().startswith(
+            "pyrunc: process.scheduler: cannot set SCHED_OTHER: Operation not supported"), \
+            p.stderr
+        assert not os.listdir(pyrunc.root)
+
+
 def _rt_group_sched() -> bool:
     """RT group scheduling: a fresh cpu cgroup gets no realtime runtime of its own."""
     return hostcaps.v1_has("cpu", "cpu.rt_runtime_us")
@@ -473,3 +501,42 @@ def test_plain_config_does_not_load_the_module(bundle):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          timeout=30, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_features_schema_and_runtime_agree(pyrunc):
+    """`pyrunc features` (features-linux.md memoryPolicy), our JSON Schemas and the tables
+    the runtime applies name the same values."""
+    from runtime.linux import process_attrs as pa
+    specs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "specs")
+    with open(os.path.join(specs, "defs-linux.json")) as f:
+        mp = json.load(f)["properties"]["memoryPolicy"]["properties"]
+    with open(os.path.join(specs, "config-schema.json")) as f:
+        proc = json.load(f)["$defs"]["Process"]["properties"]
+    feats = json.loads(pyrunc("features", check=True).stdout)["linux"]["memoryPolicy"]
+    assert set(feats["modes"]) == set(mp["mode"]["enum"]) == set(pa.MPOL_MODES)
+    assert set(feats["flags"]) == set(mp["flags"]["items"]["enum"]) == set(pa.MPOL_FLAGS)
+    assert set(proc["scheduler"]["properties"]["policy"]["enum"]) == set(pa.SCHED_POLICIES)
+    assert set(proc["scheduler"]["properties"]["flags"]["items"]["enum"]) == set(pa.SCHED_FLAGS)
+    assert set(proc["ioPriority"]["properties"]["class"]["enum"]) == set(pa.IOPRIO_CLASSES)
+    assert set(proc["execCPUAffinity"]["properties"]) == {"initial", "final"}
+
+
+def test_schema_accepts_and_rejects(bundle):
+    from runtime.validate import validate_config
+    cfg = bundle.config
+    cfg["process"]["scheduler"] = {"policy": "SCHED_RR", "priority": 5, "flags": []}
+    cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 4}
+    cfg["process"]["execCPUAffinity"] = {"initial": "0-3,7", "final": ""}
+    cfg["linux"]["personality"] = {"domain": "LINUX32"}
+    cfg["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0-1,3",
+                                    "flags": ["MPOL_F_STATIC_NODES"]}
+    assert validate_config(cfg) == []
+    cfg["process"]["execCPUAffinity"]["initial"] = "0-"
+    cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE"}
+    cfg["linux"]["memoryPolicy"] = {"nodes": "x"}
+    problems = "\n".join(validate_config(cfg))
+    for line in ("process.execCPUAffinity.initial: must be a list of CPUs",
+                 "process.ioPriority.priority: is required",
+                 "linux.memoryPolicy.mode: is required",
+                 "linux.memoryPolicy.nodes: must be a list of NUMA nodes"):
+        assert f"config.json: {line}" in problems, problems
