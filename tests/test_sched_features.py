@@ -456,6 +456,17 @@ BAD = [
      "linux.memoryPolicy.flags[0]"),
     ("linux", "memoryPolicy", {"mode": "MPOL_DEFAULT", "flags": ["MPOL_F_STATIC_NODES"]},
      "linux.memoryPolicy.flags"),
+    # values of the wrong JSON type, unhashable ones included
+    ("process", "scheduler", {"policy": ["SCHED_OTHER"]}, "process.scheduler.policy"),
+    ("process", "scheduler", {"policy": "SCHED_OTHER", "flags": [{}]},
+     "process.scheduler.flags[0]"),
+    ("process", "scheduler", {"policy": "SCHED_IDLE", "priority": False},
+     "process.scheduler.priority"),
+    ("process", "ioPriority", {"class": ["IOPRIO_CLASS_BE"], "priority": 1},
+     "process.ioPriority.class"),
+    ("linux", "personality", {"domain": {}}, "linux.personality.domain"),
+    ("linux", "memoryPolicy", {"mode": [], "nodes": "0"}, "linux.memoryPolicy.mode"),
+    ("linux", "memoryPolicy", {"mode": "MPOL_BIND", "nodes": 0}, "linux.memoryPolicy.nodes"),
 ]
 
 

@@ -46,6 +46,10 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _name(v: Any, table: dict[str, int]) -> bool:
+    return isinstance(v, str) and v in table
+
+
 def parse_list(text: Any, path: str, what: str) -> list[int]:
     """A cpu/node list such as "0-3,7" as sorted numbers; ConfigError naming `path`."""
     _want(isinstance(text, str), path, "must be a string such as \"0-3,7\"")
@@ -67,7 +71,7 @@ def check_process(proc: dict[str, Any], p: str) -> None:
     if proc.get("ioPriority") is not None:
         io, ip = proc["ioPriority"], f"{p}.ioPriority"
         _want(isinstance(io, dict), ip, "must be an object")
-        _want(io.get("class") in IOPRIO_CLASSES, f"{ip}.class",
+        _want(_name(io.get("class"), IOPRIO_CLASSES), f"{ip}.class",
               f"must be one of {', '.join(IOPRIO_CLASSES)}")
         _want(_int(io.get("priority")) and 0 <= io["priority"] <= 7, f"{ip}.priority",
               "must be an integer from 0 to 7")
@@ -78,13 +82,14 @@ def check_process(proc: dict[str, Any], p: str) -> None:
             if aff.get(k):
                 parse_list(aff[k], f"{ap}.{k}", "CPU")
             else:
-                _want(aff.get(k, "") == "", f"{ap}.{k}", "must be a string such as \"0-3,7\"")
+                _want(aff.get(k) in ("", None), f"{ap}.{k}",
+                      "must be a string such as \"0-3,7\"")
 
 
 def _check_scheduler(s: Any, sp: str) -> None:
     _want(isinstance(s, dict), sp, "must be an object")
     pol = s.get("policy")
-    _want(pol in SCHED_POLICIES, f"{sp}.policy", f"must be one of {', '.join(SCHED_POLICIES)}")
+    _want(_name(pol, SCHED_POLICIES), f"{sp}.policy", f"must be one of {', '.join(SCHED_POLICIES)}")
     _want(pol != "SCHED_ISO", f"{sp}.policy", "SCHED_ISO is not implemented by Linux")
     nice, prio = s.get("nice", 0), s.get("priority", 0)
     _want(_int(nice) and -20 <= nice <= 19, f"{sp}.nice", "must be an integer from -20 to 19")
@@ -92,11 +97,11 @@ def _check_scheduler(s: Any, sp: str) -> None:
         _want(_int(prio) and 1 <= prio <= 99, f"{sp}.priority",
               f"{pol} needs a priority from 1 to 99")
     else:
-        _want(prio == 0, f"{sp}.priority", f"must be 0 (or absent) for {pol}")
+        _want(_int(prio) and prio == 0, f"{sp}.priority", f"must be 0 (or absent) for {pol}")
     flags = s.get("flags", [])
     _want(isinstance(flags, list), f"{sp}.flags", "must be an array of strings")
     for i, f in enumerate(flags):
-        _want(f in SCHED_FLAGS, f"{sp}.flags[{i}]", f"unknown scheduler flag {f!r}")
+        _want(_name(f, SCHED_FLAGS), f"{sp}.flags[{i}]", f"unknown scheduler flag {f!r}")
     for k in ("runtime", "deadline", "period"):
         v = s.get(k, 0)
         _want(_int(v) and 0 <= v < 1 << 63, f"{sp}.{k}", "must be a non-negative integer (ns)")
@@ -112,7 +117,7 @@ def check_linux(linux: dict[str, Any]) -> None:
     if linux.get("personality") is not None:
         pers, pp = linux["personality"], "linux.personality"
         _want(isinstance(pers, dict), pp, "must be an object")
-        _want(pers.get("domain") in PERSONALITY_DOMAINS, f"{pp}.domain",
+        _want(_name(pers.get("domain"), PERSONALITY_DOMAINS), f"{pp}.domain",
               f"must be one of {', '.join(PERSONALITY_DOMAINS)}")
         flags = pers.get("flags", [])
         _want(isinstance(flags, list), f"{pp}.flags", "must be an array of strings")
@@ -126,7 +131,7 @@ def check_linux(linux: dict[str, Any]) -> None:
 def _check_mempolicy(m: Any, mp: str) -> None:
     _want(isinstance(m, dict), mp, "must be an object")
     mode = m.get("mode")
-    _want(mode in MPOL_MODES, f"{mp}.mode", f"must be one of {', '.join(MPOL_MODES)}")
+    _want(_name(mode, MPOL_MODES), f"{mp}.mode", f"must be one of {', '.join(MPOL_MODES)}")
     raw = m.get("nodes", "")
     _want(isinstance(raw, str), f"{mp}.nodes", "must be a string such as \"0-1,3\"")
     nodes = parse_list(raw, f"{mp}.nodes", "node") if raw else []
@@ -139,7 +144,7 @@ def _check_mempolicy(m: Any, mp: str) -> None:
     flags = m.get("flags", [])
     _want(isinstance(flags, list), f"{mp}.flags", "must be an array of strings")
     for i, f in enumerate(flags):
-        _want(f in MPOL_FLAGS, f"{mp}.flags[{i}]", f"unknown memory policy flag {f!r}")
+        _want(_name(f, MPOL_FLAGS), f"{mp}.flags[{i}]", f"unknown memory policy flag {f!r}")
     _want(not ({"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} <= set(flags)), f"{mp}.flags",
           "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
     _want(not flags or mode != "MPOL_DEFAULT", f"{mp}.flags", "MPOL_DEFAULT takes no flags")
