@@ -1,10 +1,11 @@
 """The container init: runs in the freshly cloned child, inside the new namespaces, and ends
 in execve. Every failure travels back over the sync channel so `create` reports it.
 
-Order (design.md): wait for the parent's go; namespaces and hostname; rootfs mounts and
-devices; createRuntime/prestart hooks (parent) and createContainer hooks (here); pivot_root;
-sysctl; masked/readonly paths; console; cwd; rlimits; user and capabilities; report ready;
-block on exec.fifo until `start`; startContainer hooks; signals and fds; execve.
+Order (ARCHITECTURE.md, "The process model"): wait for the parent's go; namespaces and
+hostname; rootfs mounts and devices; createRuntime/prestart hooks (parent) and
+createContainer hooks (here); pivot_root; sysctl; masked/readonly paths; console; cwd;
+rlimits; user and capabilities; report ready; block on exec.fifo until `start`;
+startContainer hooks; signals and fds; execve.
 """
 
 from __future__ import annotations
