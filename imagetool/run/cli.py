@@ -98,6 +98,9 @@ def _remove_leftovers(recs: Records, cid: str) -> None:
         network.release(recs.root, cid)
     if os.path.isdir(recs.path(cid, "bundle")):
         bundle.remove(recs.path(cid, "bundle"))
+    from imagetool.run import events
+    with contextlib.suppress(ContainerError):
+        events.record(recs.root, "destroy", recs.load(cid))
     recs.remove(cid)
 
 
@@ -107,7 +110,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     cid = recs.resolve(args.container)
     rec = recs.load(cid)
 
+    from imagetool.run.events import parse_when
+    since = parse_when(args.since) if args.since else None
+    until = parse_when(args.until) if args.until else None
+
     def emit(e: dict[str, Any]) -> None:
+        if since is not None or until is not None:
+            from imagetool import views
+            when = views.parse_time(e.get("time"))
+            t = when.timestamp() if when else 0.0
+            if (since is not None and t < since) or (until is not None and t > until):
+                return
         out = sys.stderr if e.get("stream") == "stderr" else sys.stdout
         text = e.get("log", "")
         if args.timestamps:
@@ -158,6 +171,9 @@ def register(verb: Any, sub: Any) -> None:
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     sp.add_argument("-t", "--timestamps", action="store_true", help="prefix each line's time")
     sp.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    sp.add_argument("--since", metavar="WHEN", help="only lines from then on (RFC 3339, "
+                    "unix seconds, or an age: 10m, 1h)")
+    sp.add_argument("--until", metavar="WHEN", help="only lines up to then")
     sp.add_argument("container", help="container name or id (prefix)")
 
     sp = verb("stop", cmd_stop, "stop containers: the stop signal, then SIGKILL")
@@ -177,10 +193,11 @@ def register(verb: Any, sub: Any) -> None:
                     help="also remove its anonymous volumes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
-    from imagetool.run import verbs_data, verbs_exec, verbs_manage
+    from imagetool.run import verbs_data, verbs_exec, verbs_manage, verbs_system
     verbs_exec.register(verb)
     verbs_manage.register(verb)
     verbs_data.register(verb)
+    verbs_system.register(verb)
 
     insp = sub.choices.get("inspect")
     if insp is not None:

@@ -77,7 +77,8 @@ def pause(recs: Records, cid: str) -> None:
         Container(recs.runtime_root, cid).pause()
     except PyruncError as e:
         raise ContainerError(f"cannot pause container {cid[:12]}: {e}") from None
-    recs.update(cid, Status="paused", Paused=True)
+    from imagetool.run import events
+    events.record(recs.root, "pause", recs.update(cid, Status="paused", Paused=True))
 
 
 def resume(recs: Records, cid: str) -> None:
@@ -95,3 +96,5 @@ def resume(recs: Records, cid: str) -> None:
         if r["State"].get("Status") == "paused":
             r["State"].update(Status="running", Paused=False)
         recs.save(r)
+    from imagetool.run import events
+    events.record(recs.root, "unpause", r)

@@ -49,7 +49,10 @@ def create(store: Any, recs: Records, image: str, given: str, name: str | None,
     except BaseException:
         recs.remove(rec["Id"])
         raise
-    return recs.load(rec["Id"])
+    from imagetool.run import events
+    rec = recs.load(rec["Id"])
+    events.record(recs.root, "create", rec)
+    return rec
 
 
 def mount_docs(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:

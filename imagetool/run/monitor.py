@@ -29,6 +29,7 @@ import time
 import traceback
 from typing import Any
 
+from imagetool.run import events as event_log
 from imagetool.run import logs, network, ports, restart
 from imagetool.run.containers import Records, now, proc_start
 
@@ -190,6 +191,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             rec["State"].update(Status="running", Running=True, Pid=pid, StartedAt=now())
             rec["NetworkSettings"] = dict(net, Ports=[p.port for p in proxies])
             recs.save(rec)
+        event_log.record(store_root, "start", rec)
     except BaseException as e:  # noqa: BLE001 - reported to the caller, then cleaned up
         traceback.print_exc()
         _send(status_w, {"error": str(e) or type(e).__name__})
@@ -212,13 +214,17 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                   in_fd, master if tty else None)
     for p in proxies:
         p.close()
-    recs.update(cid, Status="exited", Running=False, ExitCode=code, FinishedAt=now())
+    event_log.record(store_root, "die", recs.update(cid, Status="exited", Running=False,
+                                                    ExitCode=code, FinishedAt=now()),
+                     exitCode=str(code))
     _cleanup(recs, store_root, cid, True, info, remove_bundle=True)
     if host.get("AutoRemove"):
         if host.get("Volumes"):
             with contextlib.suppress(Exception):
                 from imagetool.run import volumes
                 volumes.remove_anonymous(store_root, recs.load(cid))
+        with contextlib.suppress(Exception):
+            event_log.record(store_root, "destroy", recs.load(cid))
         recs.remove(cid)
     else:
         recs.update(cid, Pid=0)

@@ -72,8 +72,12 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
+    from imagetool.run import events
     recs = Records(args.root)
-    recs.rename(recs.resolve(args.container), args.new_name)
+    cid = recs.resolve(args.container)
+    old = recs.load(cid).get("Name", "")
+    recs.rename(cid, args.new_name)
+    events.record(recs.root, "rename", recs.load(cid), oldName=old)
     return 0
 
 

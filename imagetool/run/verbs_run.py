@@ -32,10 +32,17 @@ def _image(store: Any, ref: str) -> str:
     return reference.normalize(ref)
 
 
-def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Config, HostConfig) of the record, from run/create's flags."""
     from imagetool.run import ports
     pbind = [ports.parse(p) for p in args.publish or []]
+    if args.publish_all:  # every EXPOSEd port of the image on a free host port
+        taken = {(p["ContainerPort"], p["Proto"]) for p in pbind}
+        for key in sorted(exposed or {}):
+            port, _, proto = key.partition("/")
+            if port.isdigit() and (int(port), proto or "tcp") not in taken:
+                pbind.append(ports.parse(f"0.0.0.0::{port}/{proto or 'tcp'}"))
     if pbind and args.network != "bridge":
         raise ContainerError("-p needs --network bridge")
     entrypoint = None
@@ -60,7 +67,9 @@ def _create(args: argparse.Namespace) -> tuple[Any, Records, str]:
     store = Store(args.root)
     recs = Records(args.root)
     image = _image(store, args.image)
-    config, host = _settings(args)
+    from imagetool import bundle
+    iconf = bundle.image_parts(store, image)["config"].get("config") or {}
+    config, host = _settings(args, iconf.get("ExposedPorts"))
     rec = lifecycle.create(store, recs, image, args.image, args.name, config, host)
     return store, recs, rec["Id"]
 
@@ -244,6 +253,8 @@ def add_create_flags(sp: argparse.ArgumentParser) -> None:
                     help="source=,target=,readonly,tmpfs-size=,tmpfs-mode= (repeatable)")
     sp.add_argument("--tmpfs", action="append", metavar="/CTR[:OPTIONS]",
                     help="mount a tmpfs (options as mount(8): size=64m,mode=1777)")
+    sp.add_argument("-P", "--publish-all", action="store_true",
+                    help="publish every port the image EXPOSEs on a free host port")
     sp.add_argument("-w", "--workdir", help="working directory inside the container")
     sp.add_argument("-u", "--user", help="user[:group] (names or ids) to run as")
     sp.add_argument("--entrypoint", help="override the image's entrypoint (\"\" clears it)")
