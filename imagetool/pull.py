@@ -13,7 +13,7 @@ store. Not by default: the config's rootfs.diff_ids, i.e. the sha256 of each *un
 layer. Checking them means decompressing and hashing every layer, which measured 60 % of a
 pull's CPU (bench/registry_bench.py); skopeo copy doesn't do it, and containerd
 checks diff_ids where the decompression is needed anyway: at unpack. So do we
-(imagetool/layers.py hashes the stream it applies and refuses a layer whose diff_id differs).
+(imagetool/layer/stream.py hashes the stream it applies and refuses a layer whose diff_id differs).
 The compressed digest already pins the layer's bytes, so nothing unverified gets in; the
 diff_id check only tells early that an image's config lies about its layers.
 `verify_diff_ids=True` (`imagetool pull --verify-diff-ids`) does that check during the pull.

@@ -572,7 +572,7 @@ class Builder(RunSteps, CopySteps):
                 raise fail(p, step.instruction, f"{ins.NAME} failed: {e}") from None
             if not os.listdir(upper):
                 return {"layer": None, "created": _rfc3339(self.epoch)}
-            from .diff import write_layer
+            from imagetool.layer.generate import write_layer
             desc, diff_id, _ = write_layer(self.store, upper, epoch=self.epoch,
                                            compression=self.opts.compression)
         return {"layer": desc, "diff_id": diff_id, "created": _rfc3339(self.epoch)}

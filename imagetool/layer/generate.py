@@ -1,5 +1,5 @@
-"""An overlayfs upper directory -> an OCI layer (tar with whiteouts, gzipped by isal, or
-zstd-compressed with `compression="zstd"`: media type ...tar+zstd).
+"""The generator: an overlayfs upper directory -> an OCI layer (tar with whiteouts, gzipped
+by isal, or zstd-compressed with `compression="zstd"`: media type ...tar+zstd).
 
 overlayfs records what a container changed in its upper directory: new and modified entries
 as themselves, a deletion as a 0:0 character device of the deleted name, and a directory
@@ -20,8 +20,8 @@ from typing import Any
 from imagetool import compression
 from imagetool import mediatypes as mt
 
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
+from .base import OPAQUE, WHITEOUT
+
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
