@@ -265,6 +265,9 @@ def _warn_labels(config: dict[str, Any], warn) -> None:
     process.selinuxLabel is refused instead (spec.py): it asks for a confinement."""
     if (config.get("linux") or {}).get("mountLabel") and not specmod.selinux_enabled():
         warn("linux.mountLabel: ignored: SELinux is not enabled on this host")
+    for dest in specmod.relative_mounts(config):
+        warn(f"mounts: destination {dest!r} is not absolute: mounted at /{dest} "
+             "(relative paths are relative to / since runtime-spec 1.1)")
 
 
 def _new_time_namespace(offsets: dict[str, Any]) -> None:

@@ -37,7 +37,17 @@ def load(bundle: str) -> Spec:
     except ValueError as e:
         raise ConfigError("", f"invalid JSON: {e}") from None
     check(spec)
+    for m in spec.get("mounts", []):
+        if not m["destination"].startswith("/"):
+            m["relativeDestination"] = m["destination"]
+            m["destination"] = "/" + m["destination"]
     return spec
+
+
+def relative_mounts(spec: Spec) -> list[str]:
+    """The mount destinations config.json gave as relative paths (anchored at "/" by load)."""
+    return [m["relativeDestination"] for m in spec.get("mounts", [])
+            if "relativeDestination" in m]
 
 
 def _want(cond: bool, path: str, problem: str) -> None:
@@ -74,8 +84,10 @@ def check(spec: Any) -> None:
         p = f"mounts[{i}]"
         _want(isinstance(m, dict), p, "must be an object")
         dest = m.get("destination")
-        _want(isinstance(dest, str) and dest.startswith("/"), f"{p}.destination",
-              "must be an absolute path")
+        # runtime-spec 1.1+: on Linux a relative destination is relative to "/" (create
+        # warns, as runc does); relative_mounts() lists them and load() anchors them
+        _want(isinstance(dest, str) and dest != "", f"{p}.destination",
+              "must be a path in the container")
         _want(isinstance(m.get("type", ""), str), f"{p}.type", "must be a string")
         _want(isinstance(m.get("source", ""), str), f"{p}.source", "must be a string")
         _want(_str_list(m.get("options", [])), f"{p}.options", "must be an array of strings")

@@ -17,7 +17,7 @@ def _features() -> dict:
 
 def test_features_document():
     f = _features()
-    assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"].startswith("1.")
+    assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"] == "1.3.0"
     assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                           "poststart", "poststop"]
     linux = f["linux"]
