@@ -63,7 +63,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from imagetool.registry.credentials import login
+    from imagetool.registry.client import login
     username = args.username
     if not username:
         if not sys.stdin.isatty() or args.password_stdin:
@@ -90,7 +90,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from imagetool.registry.credentials import logout
+    from imagetool.registry.client import logout
     if logout(args.server):
         print(f"Removing login credentials for {args.server}")
     else:

@@ -28,7 +28,7 @@ from typing import Any
 
 from imagetool import convert, layers
 
-from . import cachekey, chmod, fetch, gitsource, parents
+from . import buildcontext, chmod, fetch, gitsource, parents
 from . import dockerfile as df
 from .dockerignore import DockerIgnore
 from .errors import BuildError, fail
@@ -183,7 +183,7 @@ class CopySteps:
             dest = os.path.join(conf.get("WorkingDir") or "/", dest)
         into_dir = with_parents or ins.dest.endswith("/") or ins.dest in (".", "..") \
             or len(ins.sources) + len(ins.heredocs) > 1 \
-            or any(cachekey.has_wildcards(s) for s in local)
+            or any(buildcontext.has_wildcards(s) for s in local)
         res = layers.Resolver(merged, "rootfs")
         dparts = layers.split_name(dest.lstrip("/"), "rootfs", "destination")
         # an existing directory at dest takes the sources inside it, as docker does
@@ -283,7 +283,7 @@ class CopySteps:
         dest, dparts, owner, mode = target.dest, target.dparts, target.owner, target.mode
         dir_times: list[tuple[str, int]] = []
         excl = target.exclude
-        for top, real, full, st in cachekey._roots(root, sources, ignore, excl):
+        for top, real, full, st in buildcontext.roots(root, sources, ignore, excl):
             if stat.S_ISDIR(st.st_mode):
                 base_rel = res.directory(dparts, True, dest)
                 base = res.host(base_rel)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
-from .cachekey import SourceError, resolve_in_root
+from .buildcontext import SourceError, resolve_in_root
 from .dockerignore import DockerIgnore, Pattern, go_clean, has_wildcards
 
 Entry = tuple[str, str, os.stat_result]     # (path below the destination, host path, lstat)

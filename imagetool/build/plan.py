@@ -234,7 +234,7 @@ class BuildPlan:
                       ignore: Any = None) -> None:
         """Before anything runs: every context source a needed COPY/ADD names (without
         variables, URLs or --from) must exist and not be .dockerignore'd."""
-        from .cachekey import SourceError, check_sources
+        from .buildcontext import SourceError, check_sources
 
         for st in self.needed():
             for ins in st.instructions:

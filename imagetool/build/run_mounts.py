@@ -33,7 +33,7 @@ from typing import Any
 
 from imagetool import snapshots
 
-from . import cachekey
+from . import buildcontext, cachekey
 from . import dockerfile as df
 from .dockerignore import DockerIgnore
 from .plan import Source
@@ -127,8 +127,8 @@ def check(ins: df.Run, *, context: str, ignore: DockerIgnore,
                     f"(pass --secret id={m.id},src=FILE)")
         if m.type == "bind" and not m.from_stage:
             try:
-                cachekey.check_sources(context, [m.source or "."], ignore=ignore)
-            except cachekey.SourceError as e:
+                buildcontext.check_sources(context, [m.source or "."], ignore=ignore)
+            except buildcontext.SourceError as e:
                 return f"--mount={m.spec}: {e}"
     return None
 
@@ -142,8 +142,8 @@ def context_digest(ins: df.Run, context: str, ignore: DockerIgnore,
         if m.type != "bind" or m.from_stage:
             continue
         try:
-            recs = cachekey.context_records(context, [m.source or "."], ignore=ignore)
-        except cachekey.SourceError as e:
+            recs = buildcontext.context_records(context, [m.source or "."], ignore=ignore)
+        except buildcontext.SourceError as e:
             raise df.DockerfileError(f"RUN --mount={m.spec}: {e}", filename, ins.line) from None
         entries.append([m.source or ".", recs])
     if not entries:
@@ -228,7 +228,7 @@ def _scratch(ctx: Context, prefix: str) -> str:
 
 
 def _in_root(root: str, rel: str | None) -> str:
-    real = cachekey.resolve_in_root(root, rel or "")
+    real = buildcontext.resolve_in_root(root, rel or "")
     return os.path.join(root, real) if real else root
 
 
@@ -257,7 +257,7 @@ def _bind_source(stack: contextlib.ExitStack, m: df.Mount, ctx: Context,
             raise MountError(f"--mount={m.spec}: {m.source} not found in {src.via} "
                              f"source {src.ref}")
         return path
-    rel = cachekey.resolve_in_root(ctx.context, m.source or "")
+    rel = buildcontext.resolve_in_root(ctx.context, m.source or "")
     path = os.path.join(ctx.context, rel) if rel else ctx.context
     if ctx.ignore and os.path.isdir(path):
         staged = _scratch(ctx, "ctx-")   # what COPY would see: no .dockerignore'd files
@@ -310,7 +310,7 @@ def _cache(stack: contextlib.ExitStack, m: df.Mount, ctx: Context, src: Source |
     if not os.path.isdir(data):
         _new_cache_dir(stack, m, ctx, src, data)
     if m.source and src is None:
-        return os.path.join(data, cachekey.resolve_in_root(data, m.source))
+        return os.path.join(data, buildcontext.resolve_in_root(data, m.source))
     return data
 
 

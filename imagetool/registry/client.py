@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 from imagetool.reference import DEFAULT_REGISTRY, DOCKER_HUB_API
 from imagetool.registry.auth import Authenticator, repo_scope
 from imagetool.registry.config import RegistryConfig
-from imagetool.registry.credentials import Credentials, get_credentials
+from imagetool.registry.credentials import (
+    Credentials,
+    erase_credentials,
+    get_credentials,
+    registry_host,
+    store_credentials,
+)
 from imagetool.registry.errors import (
     AuthError,
     NotFoundError,
@@ -150,3 +156,21 @@ class RegistryClient:
                 user = self.auth.credentials.username if self.auth.credentials else "?"
                 raise AuthError(f"login to {self.display} as {user} failed: "
                                 f"HTTP {resp.status_code}")
+
+
+def login(registry: str, username: str, password: str, config_path: str | None = None,
+          config: RegistryConfig | None = None) -> None:
+    """Check the credentials against the registry, then store them like `docker login`."""
+    registry = registry_host(registry)
+    creds = Credentials(username, password)
+    client = RegistryClient(registry, config=config, credentials=creds)
+    try:
+        client.verify_login()
+    finally:
+        client.close()
+    store_credentials(registry, creds, config_path)
+
+
+def logout(registry: str, config_path: str | None = None) -> bool:
+    """Forget the credentials, like `docker logout`; False when none were stored."""
+    return erase_credentials(registry_host(registry), config_path)

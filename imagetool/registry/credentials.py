@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from imagetool.registry.config import RegistryConfig
 from imagetool.registry.errors import RegistryError
 
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -41,7 +40,7 @@ def server_key(registry: str) -> str:
     return HUB_AUTH_KEY if registry in _HUB_NAMES else registry
 
 
-def _hostname(key: str) -> str:
+def registry_host(key: str) -> str:
     """`https://host:port/v1/` -> `host:port`; hub aliases -> docker.io."""
     host = urlsplit(key).netloc if "://" in key else key.split("/", 1)[0]
     return "docker.io" if host in _HUB_NAMES else host
@@ -72,7 +71,7 @@ def _save(path: str, data: dict) -> None:
 def _helper_for(data: dict, registry: str) -> str | None:
     helpers = data.get("credHelpers") or {}
     for key, name in helpers.items():
-        if _hostname(key) == _hostname(registry) and isinstance(name, str):
+        if registry_host(key) == registry_host(registry) and isinstance(name, str):
             return name
     store = data.get("credsStore")
     return store if isinstance(store, str) and store else None
@@ -115,7 +114,7 @@ def get_credentials(registry: str, path: str | None = None) -> Credentials | Non
                 return Credentials("", "", identity_token=secret)
             return Credentials(user, secret)
     for key, entry in (data.get("auths") or {}).items():
-        if _hostname(key) != _hostname(registry) or not isinstance(entry, dict):
+        if registry_host(key) != registry_host(registry) or not isinstance(entry, dict):
             continue
         user, password = entry.get("username", ""), entry.get("password", "")
         if entry.get("auth"):
@@ -158,29 +157,10 @@ def erase_credentials(registry: str, path: str | None = None) -> bool:
         except RegistryError:
             pass
     auths = data.get("auths") or {}
-    for key in [k for k in auths if _hostname(k) == _hostname(registry)]:
+    for key in [k for k in auths if registry_host(k) == registry_host(registry)]:
         del auths[key]
         found = True
     if found:
         _save(cfg, data)
     return found
 
-
-def login(registry: str, username: str, password: str, config_path: str | None = None,
-          config: RegistryConfig | None = None) -> None:
-    """Check the credentials against the registry, then store them like `docker login`."""
-    from imagetool.registry.client import RegistryClient
-
-    registry = _hostname(registry)
-    creds = Credentials(username, password)
-    client = RegistryClient(registry, config=config, credentials=creds)
-    try:
-        client.verify_login()
-    finally:
-        client.close()
-    store_credentials(registry, creds, config_path)
-
-
-def logout(registry: str, config_path: str | None = None) -> bool:
-    """Forget the credentials, like `docker logout`; False when none were stored."""
-    return erase_credentials(_hostname(registry), config_path)

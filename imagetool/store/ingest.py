@@ -8,12 +8,9 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from imagetool import digest as dg
-
-if TYPE_CHECKING:
-    from imagetool.store import Store
 
 TEMP_PREFIX = "tmp-"      # anonymous: removed by GC as soon as no writer holds it
 RESUME_PREFIX = "resume-"  # keyed by the digest it should become: kept for a while to resume
@@ -23,12 +20,22 @@ class IngestError(ValueError):
     """The written bytes are not what the caller said they would be."""
 
 
+class BlobTarget(Protocol):
+    """What an ingest needs of its store (imagetool.store.Store is one): where to write
+    temp files and where a blob lives. Typed this way so ingest.py does not import the
+    store package that imports it."""
+
+    ingest_dir: str
+
+    def blob_path(self, digest: str) -> str: ...
+
+
 class Ingest:
     """A context manager for one blob. `write` appends; `offset` is how much is already there
     (non-zero when a keyed ingest resumes a crashed download); `commit` verifies and publishes.
     Leaving the context without commit removes the temp file."""
 
-    def __init__(self, store: Store, key: str | None = None) -> None:
+    def __init__(self, store: BlobTarget, key: str | None = None) -> None:
         self._store = store
         os.makedirs(store.ingest_dir, exist_ok=True)
         self._algo = "sha256"

@@ -16,7 +16,7 @@ import pytest
 
 from imagetool.pull import pull
 from imagetool.push import push
-from imagetool.registry.credentials import login
+from imagetool.registry.client import login
 from imagetool.registry.errors import ManifestError, RegistryError
 from imagetool.store import Store
 from tests.imagetool.conftest import PASSWORD, USER, Recorder, assert_clean

@@ -16,8 +16,8 @@ import pytest
 from imagetool.pull import pull
 from imagetool.registry import manifests
 from imagetool.registry.auth import parse_challenges
-from imagetool.registry.client import RegistryClient
-from imagetool.registry.credentials import Credentials, get_credentials, login, logout
+from imagetool.registry.client import RegistryClient, login, logout
+from imagetool.registry.credentials import Credentials, get_credentials
 from imagetool.registry.errors import AuthError
 from imagetool.registry.transport import Transport
 from imagetool.store import Store
