@@ -193,8 +193,9 @@ def register(verb: Any, sub: Any) -> None:
                     help="also remove its anonymous volumes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER", help="names or ids")
 
-    from imagetool.run import verbs_data, verbs_exec, verbs_manage, verbs_system
+    from imagetool.run import verbs_data, verbs_exec, verbs_manage, verbs_net, verbs_system
     verbs_exec.register(verb)
+    verbs_net.register(verb)
     verbs_manage.register(verb)
     verbs_data.register(verb)
     verbs_system.register(verb)

@@ -58,14 +58,34 @@ def hosts(hostname: str, address: str | None) -> str:
     return LOCAL_HOSTS + (f"{address}\t{hostname}\n" if address else "")
 
 
-def write(directory: str, hostname: str, mode: str) -> list[dict[str, object]]:
+def extra_hosts(items: list[str]) -> str:
+    """--add-host HOST:IP entries as hosts(5) lines."""
+    out = ""
+    for item in items:
+        name, _, addr = item.partition(":")
+        out += f"{addr}\t{name}\n"
+    return out
+
+
+def with_dns(text: str, dns: list[str]) -> str:
+    """--dns: these nameservers instead of the host's."""
+    if not dns:
+        return text
+    kept = [line for line in text.splitlines() if not line.startswith("nameserver")]
+    return "\n".join(kept + [f"nameserver {d}" for d in dns]) + "\n"
+
+
+def write(directory: str, hostname: str, mode: str, add_hosts: list[str] | None = None,
+          dns: list[str] | None = None) -> list[dict[str, object]]:
     """Write the three files into `directory`; return the OCI mounts that put them in place."""
+    extra = extra_hosts(add_hosts or [])
     if mode == "host":
-        content = {"hostname": hostname + "\n", "hosts": _read("/etc/hosts") or LOCAL_HOSTS,
-                   "resolv.conf": _read("/etc/resolv.conf")}
+        content = {"hostname": hostname + "\n",
+                   "hosts": (_read("/etc/hosts") or LOCAL_HOSTS) + extra,
+                   "resolv.conf": with_dns(_read("/etc/resolv.conf"), dns or [])}
     else:
-        content = {"hostname": hostname + "\n", "hosts": hosts(hostname, None),
-                   "resolv.conf": resolv_conf(_read("/etc/resolv.conf"))}
+        content = {"hostname": hostname + "\n", "hosts": hosts(hostname, None) + extra,
+                   "resolv.conf": with_dns(resolv_conf(_read("/etc/resolv.conf")), dns or [])}
     mounts: list[dict[str, object]] = []
     for name in FILES:
         path = os.path.join(directory, name)
@@ -77,6 +97,8 @@ def write(directory: str, hostname: str, mode: str) -> list[dict[str, object]]:
 
 
 def add_address(directory: str, hostname: str, address: str) -> None:
-    """Name the container's bridge address in its /etc/hosts (before the container starts)."""
+    """Name the container's bridge address in its /etc/hosts (before the container starts),
+    after what is there (localhost, --add-host)."""
+    text = _read(os.path.join(directory, "hosts")) or LOCAL_HOSTS
     with atomic_file(os.path.join(directory, "hosts"), text=True, durable=False) as f:
-        f.write(hosts(hostname, address))
+        f.write(text + f"{address}\t{hostname}\n")

@@ -93,7 +93,8 @@ def make_bundle(store: Any, recs: Records, cid: str) -> None:
             from imagetool.run import volumes
             volumes.copy_up(recs.root, host["Volumes"], os.path.join(bpath, "rootfs"))
         mode = host.get("NetworkMode", "bridge")
-        etc = etcfiles.write(recs.path(cid), hostname, mode)
+        etc = etcfiles.write(recs.path(cid), hostname, mode, host.get("ExtraHosts"),
+                             host.get("Dns"))
         _edit_config(os.path.join(bpath, "config.json"), host, etc + _mounts(recs, host))
         with open(os.path.join(bpath, "config.json")) as f:
             proc = json.load(f)["process"]

@@ -124,6 +124,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     host = rec["HostConfig"]
     tty = bool((rec.get("Config") or {}).get("Tty"))
     mode = host.get("NetworkMode", "bridge")
+    user_net = mode if mode not in ("bridge", "host", "none") else None
+    bridged = mode == "bridge" or user_net is not None
     bundle = recs.path(cid, "bundle")
     proxies: list[ports.Proxy | ports.UdpProxy] = []
     info: dict[str, Any] | None = None
@@ -132,9 +134,9 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     console: _Console | None = None
     try:
         from runtime.create import CreateOptions, create
-        if mode == "bridge":
+        if bridged:
             network.preload()
-            info = network.allocate(store_root, cid)
+            info = network.allocate(store_root, cid, user_net)
             if os.path.exists(recs.path(cid, "hosts")):
                 from imagetool.run import etcfiles
                 etcfiles.add_address(recs.path(cid), rec["Config"].get("Hostname") or cid[:12],
@@ -173,11 +175,18 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                     os.close(in_fd)
                     in_fd = None
         pid = state["pid"]
-        if mode == "bridge":
+        if bridged:
             network.setup_bridge_side(info, cid, pid)
             network.setup_container_side(info, cid, pid)
         elif mode == "none":
             network.setup_container_side(None, cid, pid)
+        if user_net is not None and info is not None:  # names known before it runs
+            from imagetool.run import usernet
+            with recs.lock():
+                r = recs.load(cid)
+                r["NetworkSettings"] = {"IPAddress": info["address"]}
+                recs.save(r)
+            usernet.update_hosts(store_root, user_net, joining=cid)
         from runtime.container import Container
         Container(recs.runtime_root, cid).start(lambda m: None)
         for p in proxies:
@@ -200,7 +209,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
         for fd in (master, in_fd):
             if fd is not None and fd >= 0:
                 os.close(fd)
-        _cleanup(recs, store_root, cid, created, info, remove_bundle=False)
+        _cleanup(recs, store_root, cid, created, info, remove_bundle=False, net=user_net)
         return None
     _send(status_w, {"started": pid})
     if tty:  # one stream: the pty's output is the container's stdout, as in docker
@@ -217,7 +226,11 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     event_log.record(store_root, "die", recs.update(cid, Status="exited", Running=False,
                                                     ExitCode=code, FinishedAt=now()),
                      exitCode=str(code))
-    _cleanup(recs, store_root, cid, True, info, remove_bundle=True)
+    _cleanup(recs, store_root, cid, True, info, remove_bundle=True, net=user_net)
+    if user_net is not None:
+        with contextlib.suppress(Exception):
+            from imagetool.run import usernet
+            usernet.update_hosts(store_root, user_net)
     if host.get("AutoRemove"):
         if host.get("Volumes"):
             with contextlib.suppress(Exception):
@@ -233,7 +246,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
 
 
 def _cleanup(recs: Records, store_root: str, cid: str, created: bool,
-             info: dict[str, Any] | None, remove_bundle: bool) -> None:
+             info: dict[str, Any] | None, remove_bundle: bool, net: str | None = None) -> None:
     if created:
         try:
             from runtime.container import Container
@@ -243,7 +256,7 @@ def _cleanup(recs: Records, store_root: str, cid: str, created: bool,
     if info is not None:
         network.teardown(cid)
         with contextlib.suppress(Exception):
-            network.release(store_root, cid)
+            network.release(store_root, cid, net)
     if remove_bundle:
         try:
             from imagetool import bundle

@@ -31,7 +31,11 @@ class NetworkError(Exception):
     pass
 
 
-def config(store_root: str) -> dict[str, str]:
+def config(store_root: str, net: str | None = None) -> dict[str, str]:
+    """{"bridge", "subnet"} of the default network, or of the user network `net`."""
+    if net is not None:
+        from imagetool.run import usernet
+        return usernet.load(store_root, net)
     try:
         with open(os.path.join(store_root, "network.json")) as f:
             return {**DEFAULT, **json.load(f)}
@@ -40,13 +44,13 @@ def config(store_root: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _ipam(store_root: str) -> Iterator[dict[str, Any]]:
+def _ipam(store_root: str, net: str | None = None) -> Iterator[dict[str, Any]]:
     d = os.path.join(store_root, "network")
     os.makedirs(d, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        path = os.path.join(d, "ipam.json")
+        path = os.path.join(d, "ipam.json" if net is None else f"ipam-{net}.json")
         try:
             with open(path) as f:
                 data = json.load(f)
@@ -63,32 +67,41 @@ def _ipam(store_root: str) -> Iterator[dict[str, Any]]:
         os.close(fd)
 
 
-def allocate(store_root: str, cid: str) -> dict[str, Any]:
-    """{address, prefixlen, gateway, bridge} for container `cid` (the same if asked again)."""
-    cfg = config(store_root)
+def allocate(store_root: str, cid: str, net_name: str | None = None) -> dict[str, Any]:
+    """{address, prefixlen, gateway, bridge} for container `cid` on the default network or
+    the user network `net_name` (the same if asked again)."""
+    cfg = config(store_root, net_name)
     net = ipaddress.ip_network(cfg["subnet"])
     hosts = net.hosts()
     gateway = str(next(hosts))
-    with _ipam(store_root) as data:
+    with _ipam(store_root, net_name) as data:
         alloc = data["allocated"]
         mine = [a for a, c in alloc.items() if c == cid]
         if mine:
             addr = mine[0]
         else:
-            addr = None
-            for h in hosts:
-                if str(h) not in alloc:
-                    addr = str(h)
-                    break
+            # round robin from the last one handed out, as docker's IPAM does: an address
+            # just released is not reused at once (the other containers' neighbour caches
+            # still map it to the old MAC)
+            first = int(ipaddress.ip_address(gateway)) + 1
+            end = int(net.broadcast_address)
+            last = data.get("last")
+            start = int(ipaddress.ip_address(last)) + 1 if last and \
+                ipaddress.ip_address(last) in net else first
+            start = start if first <= start < end else first
+            addr = next((str(ipaddress.ip_address(i)) for r in (range(start, end),
+                                                                 range(first, start))
+                         for i in r if str(ipaddress.ip_address(i)) not in alloc), None)
             if addr is None:
                 raise NetworkError(f"no free address left in {net}")
             alloc[addr] = cid
+            data["last"] = addr
     return {"address": addr, "prefixlen": net.prefixlen, "gateway": gateway,
             "bridge": cfg["bridge"]}
 
 
-def release(store_root: str, cid: str) -> None:
-    with _ipam(store_root) as data:
+def release(store_root: str, cid: str, net_name: str | None = None) -> None:
+    with _ipam(store_root, net_name) as data:
         for a in [a for a, c in data["allocated"].items() if c == cid]:
             del data["allocated"][a]
 

@@ -27,6 +27,9 @@ GROUPS: dict[str, dict[str, str]] = {
     "volume": {"create": "volume-create", "ls": "volume-ls", "list": "volume-ls",
                "rm": "volume-rm", "remove": "volume-rm", "inspect": "volume-inspect",
                "prune": "volume-prune"},
+    "network": {"create": "network-create", "ls": "network-ls", "list": "network-ls",
+                "rm": "network-rm", "remove": "network-rm", "inspect": "network-inspect",
+                "connect": "network-connect"},
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -43,8 +44,24 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
             port, _, proto = key.partition("/")
             if port.isdigit() and (int(port), proto or "tcp") not in taken:
                 pbind.append(ports.parse(f"0.0.0.0::{port}/{proto or 'tcp'}"))
-    if pbind and args.network != "bridge":
-        raise ContainerError("-p needs --network bridge")
+    if args.network not in ("bridge", "host", "none"):
+        from imagetool.run import usernet
+        usernet.load(args.root, args.network)  # a user network: it must exist
+    elif pbind and args.network != "bridge":
+        raise ContainerError("-p needs --network bridge (or a user network)")
+    for item in args.add_host or []:
+        name, sep, addr = item.partition(":")
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ContainerError(f"--add-host {item}: want HOST:IP")
+    for d in args.dns or []:
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise ContainerError(f"--dns {d}: not an IP address") from None
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
@@ -56,7 +73,8 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
             "PortBindings": pbind, "Binds": args.volume or [],
             "OciMounts": mounts, "Volumes": vols,
             "ReadonlyRootfs": args.read_only, "Resources": resources(args),
-            "RestartPolicy": restart.parse(args.restart)}
+            "RestartPolicy": restart.parse(args.restart),
+            "ExtraHosts": args.add_host or [], "Dns": args.dns or []}
     if host["AutoRemove"] and host["RestartPolicy"]["Name"]:
         raise ContainerError("conflicting options: --restart and --rm")
     return config, host
@@ -263,9 +281,14 @@ def add_create_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--cpus", help="CPU quota in CPUs, e.g. 0.5")
     sp.add_argument("--pids-limit", type=int, metavar="N", help="at most N processes")
     sp.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
-    sp.add_argument("--network", "--net", choices=("none", "host", "bridge"),
-                    default="bridge", help="bridge (default): own address on the store's "
-                    "bridge; host: the host's network; none: loopback only")
+    sp.add_argument("--network", "--net", default="bridge", metavar="NETWORK",
+                    help="bridge (default): own address on the store's bridge; host: the "
+                    "host's network; none: loopback only; or a user network (network "
+                    "create): containers on it find each other by name")
+    sp.add_argument("--add-host", action="append", metavar="HOST:IP",
+                    help="an /etc/hosts entry (repeatable)")
+    sp.add_argument("--dns", action="append", metavar="IP",
+                    help="a nameserver for /etc/resolv.conf instead of the host's")
     sp.add_argument("-t", "--tty", action="store_true",
                     help="give the container a pty (its output is logged as stdout)")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
