@@ -48,8 +48,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
                   all_platforms=args.all_platforms, progress=False if args.quiet else None,
                   verify_diff_ids=args.verify_diff_ids,
                   signature_policy=args.signature_policy, registries_d=args.registries_d)
-    print(digest)
+    if args.quiet:
+        print(digest)
+        return 0
+    from imagetool import reference
+    name = reference.normalize(args.ref)
+    # docker's closing lines: the digest, what happened, then the image's full name
+    print(f"Digest: {digest}\nStatus: Downloaded image for {_familiar(name)}\n{name}")
     return 0
+
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -130,7 +137,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
     source = _names(store, [args.source])[0]
     desc = store.get_image(source)
     store.set_image(reference.normalize(args.target), desc)
+    if source == desc["digest"]:  # it was a <none> image: now it has a name
+        store.remove_image(source)
     return 0
+
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
@@ -292,8 +302,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         labels[k] = v
     if args.iidfile and not os.path.isdir(os.path.dirname(os.path.abspath(args.iidfile))):
         raise UsageError(f"--iidfile {args.iidfile}: its directory does not exist")
-    if not args.tag and not args.output:
-        raise UsageError("build: give at least one -t NAME or --output type=...,dest=FILE")
     output = None
     if args.output:
         from imagetool.build.executor import BuildError, parse_output
@@ -319,7 +327,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise UsageError("build: --provenance needs -t NAME (it is attached to the tag)")
         from imagetool.trust import provenance
         started = provenance.now()
-    res = build(_store(args), opts, out=(lambda s: None) if args.quiet else None)
+    res = build(_store(args), opts, out=(lambda s: None) if args.quiet else _once_each())
+    if not args.tag and not args.output:  # docker keeps it as a <none> image
+        _store(args).keep_unnamed(res.manifest)
     if args.provenance:
         provenance.attach(_store(args), opts, res.manifest, started)
     if args.iidfile:   # docker's image ID: the config's digest
@@ -330,7 +340,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _once_each() -> Any:
+    """The builder's output printer, each warning printed once (the builder's planner
+    reports the Dockerfile's warnings along with its own: the same line twice)."""
+    seen: set[str] = set()
+
+    def out(line: str) -> None:
+        if line.startswith("warning: "):
+            if line in seen:
+                return
+            seen.add(line)
+        print(line, flush=True)
+    return out
+
+
 def cmd_planned(args: argparse.Namespace) -> int:
+
     print(f"imagetool: {args.verb} is not implemented yet", file=sys.stderr)
     return 2
 

@@ -41,7 +41,7 @@ def resolve(store: Store, text: str) -> list[str]:
         want = text if text.startswith("sha256:") else "sha256:" + text
         hits = []
         for d in store.list_images():
-            n = name_of(d)
+            n = name_of(d) or d.get("digest")  # an unnamed (dangling) image: its digest
             if n and (d["digest"].startswith(want) or image_id(store, d).startswith(want)):
                 hits.append(n)
         if hits:

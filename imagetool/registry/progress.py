@@ -86,11 +86,13 @@ class RichReporter(Reporter):
         self.progress.start()
         self._tasks: dict[str, Any] = {}
         self._totals: dict[str, int] = {}
+        self._descs: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def start(self, key: str, total: int, label: str) -> None:
         with self._lock:
             desc = f"{short(key)} {self.verb} {label}"
+            self._descs[key] = desc
             self._totals[key] = total
             if key in self._tasks:
                 self.progress.reset(self._tasks[key], total=total, description=desc)
@@ -113,8 +115,11 @@ class RichReporter(Reporter):
 
     def done(self, key: str) -> None:
         task = self._tasks.get(key)
-        if task is not None:
-            self.progress.update(task, completed=self._totals.get(key, 0))
+        if task is not None:  # the bar's line ends as docker's does: "Pull complete"
+            word = "Pull complete" if self.verb == "Downloading" else "Push complete"
+            desc = self._descs.get(key, short(key))
+            self.progress.update(task, completed=self._totals.get(key, 0),
+                                 description=f"{desc}: {word}")
 
     def message(self, text: str) -> None:
         self.progress.console.print(text)

@@ -232,6 +232,18 @@ class Store:
             index["manifests"] = kept + [e for _, e in entries]
             self._write_index(index)
 
+    def keep_unnamed(self, desc: dict[str, Any]) -> None:
+        """Keep a complete image without a name (docker's dangling <none> image, e.g. a
+        build without -t): an index entry without a ref name, unless one has its digest."""
+        entry = {k: v for k, v in desc.items() if k != "annotations"}
+        with self.lock():
+            self._check_complete(desc["digest"], entry)
+            index = self.read_index()
+            if not any(isinstance(d, dict) and d.get("digest") == desc["digest"]
+                       and _name_of(d) is None for d in index["manifests"]):
+                index["manifests"].append(entry)
+                self._write_index(index)
+
     def _check_complete(self, name: str, desc: dict[str, Any]) -> None:
         """Every required blob of the image is here: no name may point at a partial image."""
         try:
@@ -250,9 +262,15 @@ class Store:
             return None
 
     def get_image(self, name: str) -> dict[str, Any] | None:
-        for d in self.read_index()["manifests"]:
-            if isinstance(d, dict) and _name_of(d) == name:
+        """The entry named `name`; a digest also finds an unnamed entry (keep_unnamed)."""
+        entries = [d for d in self.read_index()["manifests"] if isinstance(d, dict)]
+        for d in entries:
+            if _name_of(d) == name:
                 return dict(d)
+        if name.startswith("sha256:"):
+            for d in entries:
+                if _name_of(d) is None and d.get("digest") == name:
+                    return dict(d)
         return None
 
     def list_images(self) -> list[dict[str, Any]]:
@@ -263,6 +281,8 @@ class Store:
         with self.lock():
             index = self.read_index()
             kept = [d for d in index["manifests"] if _name_of(d) != name]
+            if len(kept) == len(index["manifests"]) and name.startswith("sha256:"):
+                kept = [d for d in kept if _name_of(d) is not None or d.get("digest") != name]
             if len(kept) == len(index["manifests"]):
                 raise ImageNotFound(f"no image named {name} in {self.root}")
             index["manifests"] = kept

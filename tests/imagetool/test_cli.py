@@ -298,6 +298,8 @@ def test_push_pull_login_logout_through_the_cli(root, tarball, registry, docker_
     imagetool(root, "rmi", "busybox")
     assert imagetool(root, "pull", "-q", remote).stdout.decode().strip() == pushed
     assert names_in(root) == [f"{reg.host}/team/busybox:1"]
+    out = imagetool(root, "pull", remote).stdout.decode().splitlines()  # docker's last lines
+    assert out == [f"Digest: {pushed}", f"Status: Downloaded image for {remote}", remote]
     assert imagetool(root, "logout", reg.host).stdout.decode().startswith("Removing")
     assert imagetool(root, "logout", reg.host).stdout.decode().startswith("Not logged in")
     imagetool(root, "rmi", remote)
@@ -362,3 +364,25 @@ def test_ctrl_c_during_save_is_one_line_and_leaves_nothing(tmp_path, root):
             p.wait()
     assert p.returncode == 130 and err.decode() == "imagetool: interrupted\n", err.decode()
     assert list(out.iterdir()) == []
+
+
+def test_build_without_tag_keeps_a_none_image_and_warns_once(tmp_path, root, tarball):
+    """docker allows build without -t: the image is kept as <none>, usable by its ID;
+    tagging it names it (no <none> row left). Bug 6: a broken JSON CMD warns once."""
+    imagetool(root, "import", "--cmd", "sh", tarball, "busybox")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nCMD ["httpd", "-f"\nRUN echo x > /x\n')
+    out = imagetool(root, "build", "--pull-never", str(ctx), timeout=300).stdout.decode()
+    iid = out.strip().splitlines()[-1]
+    assert out.count("not a valid JSON array") == 1, out
+    assert iid.startswith("sha256:")
+    lines = imagetool(root, "images").stdout.decode().splitlines()
+    assert lines[1].split()[:3] == ["<none>", "<none>", iid[7:19]]
+    [doc] = json.loads(imagetool(root, "inspect", iid[7:19]).stdout)
+    assert doc["Id"] == iid and doc["RepoTags"] == []
+    imagetool(root, "prune")  # a <none> image is an image: its blobs stay
+    imagetool(root, "tag", iid[7:19], "named:1")
+    assert [line.split()[0] for line in imagetool(root, "images").stdout.decode()
+            .splitlines()[1:]] == ["named", "busybox"]
+    assert json.loads(imagetool(root, "inspect", "named:1").stdout)[0]["Id"] == iid
