@@ -20,8 +20,8 @@ def atomic_file(path: str, mode: int = 0o644, text: bool = False, sync_dir: bool
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})
-                       ) as f:
+        f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with f:
             yield f
             if durable:
                 f.flush()

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import stat
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
@@ -196,7 +196,8 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
                 ap = layers.Applier(rootfs)
                 for desc, diff_id in chain:
                     with store.open_blob(desc["digest"], desc.get("size")) as raw:
-                        ap.apply(raw, f"layer {desc['digest']}", diff_id)
+                        # a VerifiedReader is a read()-only BinaryIO as far as apply goes
+                        ap.apply(cast(BinaryIO, raw), f"layer {desc['digest']}", diff_id)
             else:
                 snaps = snapshots.Snapshots(store.root)
                 lowers = snaps.ensure(store, chain) if chain else []

@@ -118,8 +118,8 @@ def resolve_user(spec: str, passwd: bytes | None, group: bytes | None) -> dict[s
                                f"{where}")
     if entry is not None:
         name, home = entry[0], entry[5] or "/"
-        uid = _num(entry[2]) if _num(entry[2]) is not None else uid
-        gid = _num(entry[3]) if _num(entry[3]) is not None else 0
+        uid = n_uid if (n_uid := _num(entry[2])) is not None else uid
+        gid = n_gid if (n_gid := _num(entry[3])) is not None else 0
     extra: list[int] = []  # the primary group goes first, as docker lists it
     if group_part:
         if (n := _num(group_part)) is not None:
@@ -240,7 +240,7 @@ def merge_env(base: list[str], extra: list[str] | None) -> list[str]:
     return list(out.values())
 
 
-def annotations(image: dict[str, Any]) -> dict[str, str]:
+def image_annotations(image: dict[str, Any]) -> dict[str, str]:
     conf = image.get("config") or {}
     out = {str(k): str(v) for k, v in (conf.get("Labels") or {}).items()}
     pre = "org.opencontainers.image."
@@ -294,7 +294,7 @@ def spec_from_image(image: dict[str, Any], *, user: dict[str, Any],
         "root": {"path": "rootfs", "readonly": False},
         "hostname": hostname,
         "mounts": default_mounts() + list(volumes or []),
-        "annotations": annotations(image),
+        "annotations": image_annotations(image),
         "linux": {
             "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
                        "net.ipv4.ping_group_range": "0 2147483647"},

@@ -132,7 +132,8 @@ def _pipeline(text: str, dot: Any, vars: dict[str, Any]) -> Any:
 def parse(fmt: str) -> list[Any]:
     """A tree: text strings and (kind, pipeline, body, else_body) nodes."""
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
-    pos, stack = 0, [("root", "", [], None)]
+    pos = 0
+    stack: list[Any] = [("root", "", [], None)]
     cur: list[Any] = stack[0][2]
     for m in _ACTION.finditer(fmt):
         text = fmt[pos:m.start()]
@@ -149,14 +150,14 @@ def parse(fmt: str) -> list[Any]:
         if act.startswith("/*"):
             continue
         if word in ("range", "if", "with"):
-            node = [word, act[len(word):].strip(), [], None]
+            node: list[Any] = [word, act[len(word):].strip(), [], None]
             cur.append(node)
-            stack.append(node)  # type: ignore[arg-type]
+            stack.append(node)
             cur = node[2]
         elif word == "else":
             if len(stack) < 2:
                 raise TemplateError("template: unexpected {{else}}")
-            stack[-1][3] = []  # type: ignore[index]
+            stack[-1][3] = []
             cur = stack[-1][3]
         elif word == "end":
             if len(stack) < 2:

@@ -226,7 +226,7 @@ class _Cancellable:
     def offset(self) -> int:
         return self._ingest.offset
 
-    def write(self, data: bytes) -> Any:
+    def write(self, data: bytes | memoryview) -> Any:
         if self._cancel.is_set():
             raise Cancelled()
         return self._ingest.write(data)

@@ -18,12 +18,13 @@ Snapshots are read-only lowers; containers write to their own upper directory.""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from imagetool import digest as dg
@@ -73,7 +74,7 @@ class Snapshots:
                 os.mkdir(d, 0o700)
 
     @contextlib.contextmanager
-    def _locked(self, digests: list[str]) -> Iterator[None]:
+    def _locked(self, digests: builtins.list[str]) -> Iterator[None]:
         self._prepare()
         with contextlib.ExitStack() as stack:
             for d in sorted(set(digests)):
@@ -81,8 +82,8 @@ class Snapshots:
                     flock_for(os.path.join(self.locks, d.split(":", 1)[1])).exclusive())
             yield
 
-    def ensure(self, store: Any, chain: list[tuple[dict[str, Any], str | None]],
-               jobs: int | None = None) -> list[str]:
+    def ensure(self, store: Any, chain: Sequence[tuple[dict[str, Any], str | None]],
+               jobs: int | None = None) -> builtins.list[str]:
         """Snapshot paths (bottom layer first) for `chain`, a list of (layer descriptor,
         diff_id or None); layers not yet extracted are extracted now, `jobs` at a time."""
         paths = [self.path(desc["digest"]) for desc, _ in chain]
@@ -120,9 +121,9 @@ class Snapshots:
             if name.startswith(prefix):
                 shutil.rmtree(os.path.join(self.tmp, name), ignore_errors=True)
 
-    def _extract(self, store: Any, chain: list[tuple[dict[str, Any], str | None]],
-                 temps: dict[int, str], jobs: int | None) -> dict[int, list[str]]:
-        def one(i: int) -> list[str]:
+    def _extract(self, store: Any, chain: Sequence[tuple[dict[str, Any], str | None]],
+                 temps: dict[int, str], jobs: int | None) -> dict[int, builtins.list[str]]:
+        def one(i: int) -> builtins.list[str]:
             desc, diff_id = chain[i]
             with store.open_blob(desc["digest"], desc.get("size")) as raw:
                 st = layers.Applier(temps[i], overlay=True).apply(
@@ -138,7 +139,7 @@ class Snapshots:
             futures = {i: pool.submit(one, i) for i in order}
             return {i: f.result() for i, f in futures.items()}
 
-    def prune(self, keep: set[str], in_use: set[str] | None = None) -> list[str]:
+    def prune(self, keep: set[str], in_use: set[str] | None = None) -> builtins.list[str]:
         """Remove snapshots whose digest is not in `keep` and not under a mounted overlay
         (or in `in_use`); return the removed digests."""
         busy = set(in_use or ()) | mounted_lowers(self)

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install.sh || exit 1
 .venv/bin/ruff check runtime imagetool tests conformance bench scripts conftest.py || exit 1
+# types: the files [tool.mypy] in pyproject.toml lists
+.venv/bin/python -m mypy || exit 1
 # what this host offers (tests probe it and test the refusal where a feature is missing)
 .venv/bin/python -m tests.hostcaps || exit 1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from imagetool.archive.docker import load_docker, load_legacy, save_docker
 from imagetool.archive.oci import load_oci, save_oci
@@ -33,7 +33,7 @@ def _images(store: Store, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def save(store: Store, names: list[str], out: BinaryIO, fmt: str = "oci",
+def save(store: Store, names: list[str], out: IO[bytes], fmt: str = "oci",
          spool_dir: str | None = None) -> None:
     """Write the images `names` (full store names) to the stream `out` as `fmt`."""
     if fmt not in FORMATS:

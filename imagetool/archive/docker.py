@@ -241,7 +241,7 @@ def load_docker(store: Store, tr: TarReader) -> list[tuple[str, dict[str, Any]]]
                 raise ArchiveError(f"{where}: layer {p} is not in the archive")
         plans.append((where, names, config_bytes, cfg, entry["Layers"], want))
     cache: dict[str, tuple[dict[str, Any], str]] = {}
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for where, names, config_bytes, cfg, members, want in plans:
         descs, got = _layers(store, tr, members, where, cache)
         for member, g, w in zip(members, got, want, strict=True):

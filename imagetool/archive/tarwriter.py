@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
 class TarWriter:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         self._tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self._dirs: set[str] = set()
 
@@ -53,7 +53,7 @@ class TarWriter:
     def abort(self) -> None:
         """Give up without writing the end of the archive (its file is being thrown away):
         nothing is written later either, when the objects are collected."""
-        self._tf.closed = True
+        self._tf.closed = True  # type: ignore[attr-defined]  # set by TarFile, not in its stub
         stream = self._tf.fileobj
         if stream is not None and hasattr(stream, "closed"):
             stream.closed = True

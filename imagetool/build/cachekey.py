@@ -98,7 +98,8 @@ def sources_digest(instruction: df.Copy | df.Add, context_dir: str | os.PathLike
     """
     if isinstance(instruction, df.Copy) and instruction.from_stage:
         return None
-    local, remote = [], []
+    local: list[str] = []
+    remote: list[str] = []
     for s in instruction.sources:
         (remote if isinstance(instruction, df.Add) and (df.is_url(s) or df.is_git_url(s))
          else local).append(s)

@@ -16,6 +16,7 @@ result here: the layer is the same as without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -24,7 +25,7 @@ import tarfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagetool import convert, layers
 
@@ -45,6 +46,10 @@ class CopySteps:
     out: Callable[[str], None]
     _downloads: dict[tuple[str, str | None], fetch.Download] | None = None
     _git_refs: dict[tuple[str, str | None], gitsource.Resolved] | None = None
+
+    if TYPE_CHECKING:  # the Builder this mixes into provides it
+        def _mounted(self, chain: list[tuple[dict[str, Any], str]]
+                     ) -> contextlib.AbstractContextManager[tuple[str, str]]: ...
 
     # -- COPY / ADD -----------------------------------------------------------------------------
     def _owner(self, merged: str, chown: str | None, flag: str = "--chown"
@@ -211,8 +216,8 @@ class CopySteps:
         elif local:
             self._copy_sources(self.context, self.ignore, local, merged, target, is_add,
                                with_parents)
-        for src in repos:
-            self._add_git(p, step, src, merged, target)
+        for repo in repos:
+            self._add_git(p, step, repo, merged, target)
         for d in downloads:
             self._put_file(merged, target, d.name, d.path, os.stat(d.path))
         for h in ins.heredocs:

@@ -330,7 +330,7 @@ class DockerIgnore:
         return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self.patterns)
 
     def walk(self, context_dir: str | os.PathLike[str], start: str = ""
-             ) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+             ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """Every entry under `start` (context-relative) that COPY/ADD may see, in sorted
         order, as (relative path, DirEntry). Symlinks are not followed."""
         root = os.fspath(context_dir)

@@ -41,13 +41,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
 from imagetool.store import Store
 
-from . import cachekey, run_mounts
+from . import cachekey, meta_step, run_mounts
 from . import dockerfile as df
 from .copy_step import CopySteps
 from .dockerignore import DockerIgnore
@@ -130,10 +130,6 @@ def _rfc3339(epoch: int | None) -> str:
             else _dt.datetime.now(_dt.UTC))
     return when.isoformat(timespec="seconds" if epoch is not None else "microseconds"
                           ).replace("+00:00", "Z")
-
-
-def _words(cmd: list[str]) -> str:
-    return json.dumps(cmd)
 
 
 class Builder(RunSteps, CopySteps):
@@ -388,73 +384,7 @@ class Builder(RunSteps, CopySteps):
         state.config.setdefault("history", []).append(h)
 
     def _meta_step(self, p: BuildPlan, state: StageState, step: Step, created: str) -> None:
-        ins = step.expanded
-        conf = state.config.setdefault("config", {})
-        text = ins.original.strip()
-        if isinstance(ins, df.Env):
-            conf["Env"] = [f"{k}={v}" for k, v in step.image_env.items()]
-            state.env = dict(step.image_env)
-            text = "ENV " + " ".join(f"{kv.key}={kv.value}" for kv in ins.pairs)
-        elif isinstance(ins, df.Label):
-            labels = conf.get("Labels") or {}
-            for kv in ins.pairs:
-                labels[kv.key] = kv.value
-            conf["Labels"] = labels
-            text = "LABEL " + " ".join(f"{kv.key}={kv.value}" for kv in ins.pairs)
-        elif isinstance(ins, df.Cmd):
-            conf["Cmd"] = [*state.shell, ins.command[0]] if ins.shell_form else list(ins.command)
-            state.cmd_set = True
-            text = "CMD " + _words(conf["Cmd"])
-        elif isinstance(ins, df.Entrypoint):
-            conf["Entrypoint"] = ([*state.shell, ins.command[0]] if ins.shell_form
-                                  else list(ins.command)) or None
-            if not state.cmd_set:
-                conf.pop("Cmd", None)   # docker: ENTRYPOINT resets an inherited CMD
-            text = "ENTRYPOINT " + _words(conf["Entrypoint"] or [])
-        elif isinstance(ins, df.Expose):
-            ports = conf.get("ExposedPorts") or {}
-            try:
-                for port in df.exposed_ports(ins.ports):
-                    ports[port] = {}
-            except ValueError as e:
-                raise fail(p, step.instruction, f"EXPOSE: {e}") from None
-            conf["ExposedPorts"] = ports
-            text = "EXPOSE " + " ".join(sorted(ports))
-        elif isinstance(ins, df.Volume):
-            vols = conf.get("Volumes") or {}
-            for v in ins.paths:
-                vols[v] = {}
-            conf["Volumes"] = vols
-            text = "VOLUME " + _words(ins.paths)
-        elif isinstance(ins, df.User):
-            conf["User"] = ins.user
-            text = "USER " + ins.user
-        elif isinstance(ins, df.StopSignal):
-            conf["StopSignal"] = ins.signal
-            text = "STOPSIGNAL " + ins.signal
-        elif isinstance(ins, df.Shell):
-            state.shell = list(ins.shell)
-            conf["Shell"] = list(ins.shell)
-            text = "SHELL " + _words(ins.shell)
-        elif isinstance(ins, df.Healthcheck):
-            hc: dict[str, Any] = {"Test": list(ins.test)}
-            for k, v in (("Interval", ins.interval), ("Timeout", ins.timeout),
-                         ("StartPeriod", ins.start_period),
-                         ("StartInterval", ins.start_interval), ("Retries", ins.retries)):
-                if v:
-                    hc[k] = v
-            conf["Healthcheck"] = hc
-            text = "HEALTHCHECK " + _words(ins.test)
-        elif isinstance(ins, df.Onbuild):
-            conf["OnBuild"] = [*(conf.get("OnBuild") or []), ins.expression]
-            text = "ONBUILD " + ins.expression
-        elif isinstance(ins, df.Maintainer):
-            state.config["author"] = ins.name
-            text = "MAINTAINER " + ins.name
-        elif isinstance(ins, df.Arg):
-            text = "ARG " + " ".join(a.name + (f"={a.default}" if a.default is not None else "")
-                                     for a in ins.args)
-        self._history(state, NOP + text, True, created)
+        self._history(state, NOP + meta_step.apply(p, state, step), True, created)
 
     # -- filesystem steps -----------------------------------------------------------------------
     def _cache_path(self, key: str) -> str:
@@ -500,6 +430,7 @@ class Builder(RunSteps, CopySteps):
         elif isinstance(ins, df.Run):
             text = "RUN " + " ".join(self._run_argv(ins, state))
         else:
+            ins = cast(df.FileTransfer, ins)  # COPY or ADD: the only instructions left
             srcs = " ".join([*ins.sources, *(f"<<{h.name}" for h in ins.heredocs)])
             text = f"{ins.NAME} {srcs} {ins.dest}"
             if isinstance(ins, df.Copy) and ins.from_stage:

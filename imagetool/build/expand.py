@@ -16,7 +16,7 @@ lexer in dockerfile/shell.py and is re-exported here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import dockerfile as df
 from .dockerfile.shell import ExpandError, Expansion, Lexer
@@ -35,8 +35,9 @@ EXPANDING = frozenset({"ADD", "ARG", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "
 VERBATIM = frozenset({"CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER"})
 
 
-def expand_instruction(ins, env: Mapping[str, str], *, escape: str = "\\",
-                       filename: str = "Dockerfile", used: set[str] | None = None):
+def expand_instruction(ins: df.Instruction, env: Mapping[str, str], *, escape: str = "\\",
+                       filename: str = "Dockerfile", used: set[str] | None = None
+                       ) -> df.Instruction:
     """A copy of `ins` with Docker's substitution applied to the arguments Docker expands.
 
     `env` is what the builder sees at that point: the image's ENV plus the ARGs in scope (for
@@ -67,7 +68,7 @@ def expand_instruction(ins, env: Mapping[str, str], *, escape: str = "\\",
         return out
 
     try:
-        new = _expand(df, ins, env, word, opt, heredocs, lexer, seen)
+        new = _expand(ins, env, word, opt, heredocs, lexer, seen)
     except (ExpandError, ValueError) as e:
         if isinstance(e, df.DockerfileError):
             raise
@@ -75,7 +76,10 @@ def expand_instruction(ins, env: Mapping[str, str], *, escape: str = "\\",
     return new
 
 
-def _expand(df, ins, env, word, opt, heredocs, lexer, seen):
+def _expand(ins: df.Instruction, env: Mapping[str, str], word: Callable[[str], str],
+            opt: Callable[[str | None], str | None],
+            heredocs: Callable[[list[df.Heredoc]], list[df.Heredoc]], lexer: Lexer,
+            seen: set[str]) -> df.Instruction:
     rep = dataclasses.replace
     if isinstance(ins, df.From):
         image = word(ins.image)
@@ -96,8 +100,8 @@ def _expand(df, ins, env, word, opt, heredocs, lexer, seen):
         return rep(ins, args=defs)
     if isinstance(ins, (df.Env, df.Label)):
         pairs = [df.KeyValue(key=word(p.key), value=word(p.value)) for p in ins.pairs]
-        for p in pairs:
-            if p.key == "":
+        for kv in pairs:
+            if kv.key == "":
                 raise ValueError(f"{ins.NAME} names can not be blank")
         return rep(ins, pairs=pairs)
     if isinstance(ins, df.Expose):

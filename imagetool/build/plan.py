@@ -352,8 +352,8 @@ def plan(dockerfile: df.Dockerfile, *, target: str | None = None,
     lexer = Lexer(dockerfile.escape)
     warnings = list(dockerfile.warnings)
     consumed: set[str] = set()
-    for ins in dockerfile.meta_args:
-        consumed.update(a.name for a in ins.args)
+    for meta in dockerfile.meta_args:
+        consumed.update(a.name for a in meta.args)
 
     stages: list[StagePlan] = []
     for st in dockerfile.stages:

@@ -323,7 +323,8 @@ def _new_cache_dir(stack: contextlib.ExitStack, m: df.Mount, ctx: Context,
             seed = _in_root(ctx.from_root(src), m.source)
             if os.path.isdir(seed):
                 shutil.copytree(seed, tmp, symlinks=True, dirs_exist_ok=True)
-        os.chmod(tmp, m.mode_int() if m.mode is not None else 0o755)
+        mode = m.mode_int()
+        os.chmod(tmp, mode if mode is not None else 0o755)
         os.chown(tmp, int(m.uid or 0), int(m.gid or 0))
         os.rename(tmp, data)
     except OSError:
@@ -350,7 +351,8 @@ def _secret(stack: contextlib.ExitStack, m: df.Mount, ctx: Context, target: str 
     try:
         os.write(fd, data)
         os.fchown(fd, int(m.uid or 0), int(m.gid or 0))
-        os.fchmod(fd, m.mode_int() if m.mode is not None else 0o400)
+        mode = m.mode_int()
+        os.fchmod(fd, mode if mode is not None else 0o400)
     finally:
         os.close(fd)
     return {"type": "bind", "source": path,

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagetool import convert, layers, snapshots
 from imagetool.store import Store
@@ -44,6 +44,13 @@ class RunSteps:
     tmp: str | None
 
     out: Callable[[str], None]
+
+    if TYPE_CHECKING:  # the Builder this mixes into provides them
+        def _mounted(self, chain: list[tuple[dict[str, Any], str]]
+                     ) -> contextlib.AbstractContextManager[tuple[str, str]]: ...
+
+        @staticmethod
+        def _mkdir(root: str, path: str, owner: tuple[int, int] | None = None) -> str: ...
 
     # -- RUN ------------------------------------------------------------------------------------
     def _run(self, p: BuildPlan, state: StageState, step: Step, merged: str,

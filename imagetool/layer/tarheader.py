@@ -101,6 +101,16 @@ class Header:
 
     __slots__ = ("name", "mode", "uid", "gid", "size", "mtime", "type", "linkname",
                  "devmajor", "devminor")
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    type: bytes
+    linkname: str
+    devmajor: int
+    devminor: int
 
 
 def _number(field: bytes) -> int:
@@ -166,8 +176,8 @@ def entries(stream: Stream, label: str) -> Iterator[Entry]:
             return
         try:
             ti = parse_header(buf)
-        except ValueError as e:
-            raise LayerError(f"{label}: not a valid tar archive ({e})") from None
+        except ValueError as err:
+            raise LayerError(f"{label}: not a valid tar archive ({err})") from None
         kind = ti.type
         if kind in (PAX, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
             if ti.size > MAX_EXTENDED:

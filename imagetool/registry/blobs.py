@@ -73,7 +73,7 @@ def download(client: RegistryClient, repository: str, desc: dict[str, Any],
                               stream=True, retry=retry)
 
     openers.append((f"{client.display}/{repository}", from_registry))
-    failures = []
+    failures: list[str] = []
     for i, (source, opener) in enumerate(openers):
         try:
             return _fetch(client, opener, desc, new_sink, what=f"{what}: blob {digest}",

@@ -97,7 +97,8 @@ def unseal(blob: bytes, passphrase: bytes, what: str) -> bytes:
                          f"{kdf.get('name')!r}/{cipher.get('name')!r}")
     params = kdf.get("params") or {}
     n, r, p = params.get("N"), params.get("r"), params.get("p")
-    if not all(isinstance(x, int) and x > 0 for x in (n, r, p)) or n > MAX_SCRYPT_N:
+    if not (isinstance(n, int) and isinstance(r, int) and isinstance(p, int)
+            and n > 0 and r > 0 and p > 0) or n > MAX_SCRYPT_N:
         raise TrustError(f"{what}: bad scrypt parameters {params!r}")
     salt = _b64field(doc, "kdf.salt", what)
     nonce = _b64field(doc, "cipher.nonce", what)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from .errors import DEFAULT_ESCAPE, DEFAULT_FILENAME, DockerfileError
 from .lexer import Heredoc, parse_heredoc_word
@@ -392,7 +392,7 @@ class Dockerfile:
     def from_dict(cls, data: dict[str, Any]) -> Dockerfile:
         return cls(filename=data["filename"], escape=data["escape"],
                    directives=dict(data["directives"]),
-                   meta_args=[instruction_from_dict(a) for a in data["meta_args"]],
+                   meta_args=[cast(Arg, instruction_from_dict(a)) for a in data["meta_args"]],
                    stages=[Stage.from_dict(s) for s in data["stages"]],
                    warnings=list(data["warnings"]))
 

@@ -62,10 +62,11 @@ def parse_instructions(text: str, filename: str = DEFAULT_FILENAME, *,
 def parse(text: str | bytes, filename: str = DEFAULT_FILENAME) -> Dockerfile:
     """Parse a whole Dockerfile; raises DockerfileError (`file:line: message`) when it is bad."""
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            line = text.count(b"\n", 0, e.start) + 1
+            line = raw.count(b"\n", 0, e.start) + 1
             raise DockerfileError("not valid UTF-8 text", filename, line) from None
     p = LineLexer(text, filename)
     instructions = _instructions(p)

@@ -304,7 +304,7 @@ def parse_mount(spec: str, expand: Any = None) -> Mount:
         if not m.id and m.target:
             m.id = os.path.basename(m.target.rstrip("/"))
         if not m.target and not m.env:
-            m.target = f"/run/secrets/{os.path.basename(m.id)}"
+            m.target = f"/run/secrets/{os.path.basename(m.id or '')}"  # m.id is set here
     if m.type == "ssh" and not m.id:
         m.id = "default"
     if ro is None:
