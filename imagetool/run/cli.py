@@ -145,9 +145,8 @@ def cmd_inspect_any(args: argparse.Namespace, image_inspect: Any) -> int:
     found, rest = [], []
     for n in args.names:
         try:
-            rec = recs.load(recs.resolve(n))
-            rec["State"]["Status"] = status(rec)
-            found.append(rec)
+            from imagetool.run import inspect_doc
+            found.append(inspect_doc.container(recs, recs.load(recs.resolve(n))))
         except ContainerError:
             rest.append(n)
     if found and not rest:

@@ -22,7 +22,7 @@ def parse(text: str | None) -> dict[str, Any]:
         raise ContainerError(f"--restart {text}: only on-failure takes a retry count")
     if count and (not count.isdigit()):
         raise ContainerError(f"--restart {text}: the retry count must be a number")
-    return {"Name": "" if name == "no" else name, "MaximumRetryCount": int(count or 0)}
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def wanted(recs: Records, cid: str, code: int) -> bool:

@@ -75,7 +75,7 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
             "ReadonlyRootfs": args.read_only, "Resources": resources(args),
             "RestartPolicy": restart.parse(args.restart),
             "ExtraHosts": args.add_host or [], "Dns": args.dns or []}
-    if host["AutoRemove"] and host["RestartPolicy"]["Name"]:
+    if host["AutoRemove"] and host["RestartPolicy"]["Name"] != "no":
         raise ContainerError("conflicting options: --restart and --rm")
     return config, host
 

@@ -15,6 +15,7 @@ import tempfile
 import pytest
 
 from imagetool.run.containers import Records
+from tests.imagetool.conftest import free_port
 from tests.imagetool.run.test_run import _on_pty, _wait_exited
 from tests.imagetool.storehelp import (
     DOCKER,
@@ -252,3 +253,31 @@ def test_create_then_start(env, it):
     bad = p.stdout.decode().strip()
     p = _ours(env, "start", "-a", bad)
     assert p.returncode == 127 and "executable file not found" in p.stderr.decode()
+
+
+def test_container_inspect_in_dockers_shape(env, it, dockerd):
+    it("run", "-d", "--name", "shape", "--network", "none", "busybox", "sleep", "60")
+    dockerd.docker("run", "-d", "--name", "shape", "--network", "none", "busybox", "sleep",
+                   "60")
+    try:
+        [ours] = json.loads(it("inspect", "shape").stdout)
+        [theirs] = json.loads(dockerd.docker("inspect", "shape").stdout)
+        for key in ("Id", "Created", "Path", "Args", "State", "Image", "Name", "RestartCount",
+                    "HostConfig", "Mounts", "Config", "NetworkSettings", "LogPath",
+                    "HostsPath", "ResolvConfPath", "HostnamePath"):
+            assert key in ours and type(ours[key]) is type(theirs[key]), key
+        assert set(theirs["State"]) - {"Health"} <= set(ours["State"])
+        assert ours["Image"] == theirs["Image"] == env["iid"]
+        template = "{{.Name}} {{.State.Running}} {{.State.Paused}} {{.Config.Image}} " \
+                   "{{json .Args}} {{.HostConfig.RestartPolicy.Name}}"
+        assert it("inspect", "-f", template, "shape").stdout == \
+            dockerd.docker("inspect", "-f", template, "shape").stdout
+    finally:
+        dockerd.docker("rm", "-f", "shape", check=False)
+    port = free_port()
+    it("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60")
+    [doc] = json.loads(it("inspect", "pub").stdout)
+    assert doc["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                           "HostPort": str(port)}]}
+    assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                             "HostPort": str(port)}]}
