@@ -197,6 +197,7 @@ def register(verb: Any, sub: Any) -> None:
     verbs_net.register(verb)
     verbs_manage.register(verb)
     verbs_data.register(verb)
+    verbs_data.register_fs(verb)
     verbs_system.register(verb)
 
     insp = sub.choices.get("inspect")

@@ -104,3 +104,66 @@ def register(verb: Any) -> None:
     sp = verb("cp", cmd_cp, "copy files between a container and the host")
     sp.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar)")
     sp.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar)")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from imagetool.run import fsops
+    recs = Records(args.root)
+    for line in fsops.diff(recs, recs.resolve(args.container)):
+        print(line)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imagetool.atomicfile import atomic_file
+    from imagetool.run import fsops
+    recs = Records(args.root)
+    cid = recs.resolve(args.container)
+    if args.output and args.output != "-":
+        with atomic_file(args.output) as f:
+            fsops.export(recs, cid, f)
+        return 0
+    if sys.stdout.isatty():
+        raise ContainerError("export: refusing to write a tar to a terminal; use -o FILE")
+    sys.stdout.flush()
+    fsops.export(recs, cid, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from imagetool.run import control, fsops
+    from imagetool.run.containers import status
+    from imagetool.store import Store
+    recs = Records(args.root)
+    cid = recs.resolve(args.container)
+    paused = False
+    if args.pause and status(recs.load(cid)) == "running":
+        control.pause(recs, cid)
+        paused = True
+    try:
+        print(fsops.commit(Store(args.root), recs, cid, args.name, args.message or "",
+                           args.author or ""))
+    finally:
+        if paused:
+            with contextlib.suppress(ContainerError):
+                control.resume(recs, cid)
+    return 0
+
+
+def register_fs(verb: Any) -> None:
+    sp = verb("diff", cmd_diff, "what a container changed in its filesystem (A, C, D)")
+    sp.add_argument("container", help="container name or id")
+    sp = verb("export", cmd_export, "a tar of a container's filesystem")
+    sp.add_argument("container", help="container name or id")
+    sp.add_argument("-o", "--output", metavar="FILE", help="default stdout")
+    sp = verb("commit", cmd_commit, "a new image from a container's changes")
+    sp.add_argument("container", help="container name or id")
+    sp.add_argument("name", nargs="?", metavar="REPOSITORY[:TAG]",
+                    help="the new image's name (default: a <none> image)")
+    sp.add_argument("-m", "--message", help="the history comment")
+    sp.add_argument("-a", "--author", help="the image's author")
+    sp.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
+                    help="pause the container while committing (default)")

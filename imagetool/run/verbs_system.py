@@ -146,7 +146,8 @@ def cmd_system_df(args: argparse.Namespace) -> int:
     img_size = sum(by_id.values())
     img_active = [i for i in by_id if i in used_ids]
     reclaim = sum(s for i, s in by_id.items() if i not in used_ids)
-    ctr_sizes = [_du(os.path.join(Records(args.root).path(r["Id"]), "bundle", "upper"))
+    ctr_sizes = [_du(os.path.join(Records(args.root).path(r["Id"]), "bundle", "overlay",
+                                  "upper"))
                  for r in recs]
     running = [r for r in recs if status(r) in ("running", "paused") and monitor_alive(r)]
     vols = volumes.names(args.root)

@@ -200,3 +200,32 @@ def test_cp_matches_docker(env, it, dockerd, tmp_path):
             assert walk[0] == walk[1], (src, walk)
     finally:
         dockerd.docker("rm", "-f", "dcpo", check=False)
+
+
+def test_diff_export_commit_like_docker(env, it, dockerd, tmp_path):
+    script = ("echo new > /newfile; echo changed >> /etc/passwd; rm /bin/vi; mkdir -p /tmp/x; "
+              "touch /ready; sleep 60")
+    it("run", "-d", "--name", "fsd", "--network", "none", "busybox", "sh", "-c", script)
+    dockerd.docker("run", "-d", "--name", "dfsd", "--network", "none", "busybox", "sh", "-c",
+                   script)
+    try:
+        it("exec", "fsd", "sh", "-c", "while [ ! -e /ready ]; do sleep 0.05; done")
+        dockerd.docker("exec", "dfsd", "sh", "-c", "while [ ! -e /ready ]; do sleep 0.05; done")
+        ours = it("diff", "fsd").stdout.decode().splitlines()
+        theirs = dockerd.docker("diff", "dfsd").stdout.decode().splitlines()
+        assert sorted(ours) == sorted(theirs), (ours, theirs)  # docker: in no set order
+        out = tmp_path / "fs.tar"
+        it("export", "-o", str(out), "fsd")
+        with tarfile.open(out) as tf:
+            names = set(tf.getnames())
+        assert {"newfile", "bin/busybox", "tmp/x"} <= names and "bin/vi" not in names
+        iid = it("commit", "-m", "my change", "fsd", "committed:1").stdout.decode().strip()
+        assert iid.startswith("sha256:")
+        assert it("inspect", "-f", "{{.State.Status}}", "fsd").stdout == b"running\n"
+        out = _run(it, "committed:1", "sh", "-c", "cat /newfile; test -e /bin/vi || echo gone")
+        assert out == b"new\ngone\n"
+        hist = it("history", "--format", "{{.Comment}}", "committed:1").stdout.decode()
+        assert hist.splitlines()[0] == "my change"
+    finally:
+        dockerd.docker("rm", "-f", "dfsd", check=False)
+        imagetool(env["root"], "rmi", "committed:1", check=False)
