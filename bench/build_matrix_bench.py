@@ -1,5 +1,5 @@
 """Build time over the Dockerfile matrix: `imagetool build` vs `docker build` (BuildKit) vs
-`buildah bud`, every case of tests/imagetool/build/matrix_cases.py.
+`buildah bud`, every case of tests/imagetool/builder/matrix_cases.py.
 
     .venv/bin/python -m bench.build_matrix_bench [--runs N] [--json OUT] [--code snapshot|as-is]
 
@@ -42,8 +42,8 @@ from bench.engines_bench import DOCKER, _sigterm, build_image
 from bench.run_bench import imagetool_launcher, snapshot_src
 from bench.runtime_bench import which
 from conformance.engines.conftest import short_tempdir, unmount_and_remove
-from tests.imagetool.build.buildhelp import fill_context
-from tests.imagetool.build.matrix_cases import CASES
+from tests.imagetool.builder.buildhelp import fill_context
+from tests.imagetool.builder.matrix_cases import CASES
 
 TOOLS = ("imagetool", "docker", "buildah")
 KINDS = ("cold", "rebuild")

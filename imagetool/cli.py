@@ -250,7 +250,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     store = _store(args)
     total = 0
     if args.build_cache:  # first: the layers only the step cache kept go in the GC below
-        from imagetool.build.cache_prune import prune_build_cache
+        from imagetool.builder.cache_prune import prune_build_cache
         for what, size in prune_build_cache(store):
             total += size
             if not args.quiet:
@@ -279,14 +279,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from imagetool.build.executor import BuildOptions, build
+    from imagetool.builder.executor import BuildOptions, build
     build_args: dict[str, str] = {}
     for item in args.build_arg or []:
         k, eq, v = item.partition("=")
         if not k:
             raise UsageError(f"--build-arg {item!r}: want KEY=VALUE")
         build_args[k] = v if eq else os.environ.get(k, "")
-    from imagetool.build.run_mounts import Secret, parse_secret
+    from imagetool.builder.run_mounts import Secret, parse_secret
     secrets: dict[str, Secret] = {}
     for item in args.secret or []:
         try:
@@ -304,7 +304,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"--iidfile {args.iidfile}: its directory does not exist")
     output = None
     if args.output:
-        from imagetool.build.executor import BuildError, parse_output
+        from imagetool.builder.executor import BuildError, parse_output
         try:
             output = parse_output(args.output)
         except BuildError as e:
@@ -317,7 +317,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         build_args=build_args, no_cache=args.no_cache, output=output, platform=args.platform,
         network=args.network, labels=labels, pull=args.pull,
         format=args.format, compression=args.compression, secrets=secrets)
-    from imagetool.build.executor import BuildError, check_options
+    from imagetool.builder.executor import BuildError, check_options
     try:
         check_options(opts)
     except BuildError as e:

@@ -155,8 +155,8 @@ def test_the_checker_finds_a_cycle():
 
 def test_the_graph_sees_relative_and_absolute_imports():
     edges = graph()
-    assert "imagetool.build.dockerfile.lexer" in edges["imagetool.build.dockerfile.parser"]
-    assert "runtime.signals" in edges["imagetool.build.dockerfile.values"]
+    assert "imagetool.builder.dockerfile.lexer" in edges["imagetool.builder.dockerfile.parser"]
+    assert "runtime.signals" in edges["imagetool.builder.dockerfile.values"]
 
 
 def test_no_import_cycles():
@@ -168,7 +168,7 @@ def test_no_import_cycles():
 
 #: Packages kept free of cycles even through lazy imports (issue 18 broke the ones they had:
 #: plan <-> cachekey <-> parents, registry credentials <-> client, dockerfile <-> expand).
-LAZY_CLEAN = ("imagetool.build.", "imagetool.registry.", "imagetool.store", "imagetool.layer")
+LAZY_CLEAN = ("imagetool.builder.", "imagetool.registry.", "imagetool.store", "imagetool.layer")
 
 
 def test_no_lazy_cycles_through_the_packages_kept_clean():

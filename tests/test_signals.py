@@ -63,7 +63,7 @@ def test_zero_only_when_asked():
 
 
 def test_the_three_parsers_are_this_one():
-    from imagetool.build import dockerfile
+    from imagetool.builder import dockerfile
     from imagetool.run import cli as run_cli
     from imagetool.run.containers import ContainerError
     from runtime import cli

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from imagetool.build import cachekey as ck
-from imagetool.build.dockerfile import DockerfileError, parse
-from imagetool.build.dockerignore import DockerIgnore
-from imagetool.build.expand import expand_instruction
-from imagetool.build.plan import plan
+from imagetool.builder import cachekey as ck
+from imagetool.builder.dockerfile import DockerfileError, parse
+from imagetool.builder.dockerignore import DockerIgnore
+from imagetool.builder.expand import expand_instruction
+from imagetool.builder.plan import plan
 
 BASE = ck.base_key("docker.io/library/alpine:3.19", digest="sha256:" + "1" * 64,
                    platform="linux/amd64")

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from imagetool.build import dockerfile as d
-from imagetool.build.dockerfile import DockerfileError, parse
+from imagetool.builder import dockerfile as d
+from imagetool.builder.dockerfile import DockerfileError, parse
 
 
 def P(text: str, filename: str = "Dockerfile") -> d.Dockerfile:

@@ -20,11 +20,11 @@ import time
 import pytest
 
 from imagetool import bundle
-from imagetool.build import gitsource, parents
-from imagetool.build.dockerfile import is_git_url
-from imagetool.build.executor import BuildError
+from imagetool.builder import gitsource, parents
+from imagetool.builder.dockerfile import is_git_url
+from imagetool.builder.executor import BuildError
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import builds, busybox_store
+from tests.imagetool.builder.buildhelp import builds, busybox_store
 from tests.imagetool.conftest import free_port
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

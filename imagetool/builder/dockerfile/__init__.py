@@ -4,7 +4,7 @@ errors (DockerfileError), shell (the shell-word lexer: quotes, escapes, `$VAR`),
 continuations, directives, heredocs), model (one dataclass per instruction, stages, the file),
 values (flag and value parsers), instructions (one builder per keyword), parser (the entry
 point: `parse`, `parse_file`, `parse_instructions`). The public names are re-exported here, so
-`imagetool.build.dockerfile.X` keeps working.
+`imagetool.builder.dockerfile.X` keeps working.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from imagetool import bundle
-from imagetool.build.executor import Builder, BuildError, BuildOptions
+from imagetool.builder.executor import Builder, BuildError, BuildOptions
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import builds, busybox_store
+from tests.imagetool.builder.buildhelp import builds, busybox_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -17,11 +17,11 @@ import tempfile
 import pytest
 
 from imagetool import bundle
-from imagetool.build import run_mounts
-from imagetool.build.executor import Builder, BuildError, BuildOptions
-from imagetool.build.executor import build as run_build
+from imagetool.builder import run_mounts
+from imagetool.builder.executor import Builder, BuildError, BuildOptions
+from imagetool.builder.executor import build as run_build
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import builds, busybox_store
+from tests.imagetool.builder.buildhelp import builds, busybox_store
 from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -12,9 +12,9 @@ import tarfile
 import pytest
 
 from imagetool import bundle
-from imagetool.build.executor import Builder
+from imagetool.builder.executor import Builder
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import builds, busybox_store, write_context
+from tests.imagetool.builder.buildhelp import builds, busybox_store, write_context
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

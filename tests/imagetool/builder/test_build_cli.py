@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.imagetool.build.buildhelp import write_context
+from tests.imagetool.builder.buildhelp import write_context
 from tests.imagetool.conftest import free_port
 from tests.imagetool.storehelp import (
     imagetool,
@@ -95,7 +95,7 @@ def test_build_errors_name_the_line(env):
 
 
 def test_platform_format_compression_options(env):
-    from imagetool.build.plan import Platform
+    from imagetool.builder.plan import Platform
     host = Platform.host()
     other = "linux/arm64" if host.arch != "arm64" else "linux/amd64"
     ctx = tempfile.mkdtemp(prefix="ctx-", dir=env["dir"])
@@ -161,7 +161,7 @@ def test_label_and_iidfile(env):
     labels = store.read_json(manifest["config"])["config"]["Labels"]
     assert labels["org.example.team"] == "infra" and labels["empty"] == ""
     # the Dockerfile's own labels stay; --label wins where both set one
-    from tests.imagetool.build.buildhelp import write_context
+    from tests.imagetool.builder.buildhelp import write_context
     ctx = write_context(env["dir"], "FROM busybox\nLABEL a=dockerfile b=kept\n")
     imagetool(root, "build", "-q", "-t", "lab:3", "--label", "a=cli", ctx)
     m3 = store.read_json(store.get_image("docker.io/library/lab:3"))

@@ -21,10 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from imagetool import bundle
-from imagetool.build import chmod, fetch
-from imagetool.build.executor import BuildError
+from imagetool.builder import chmod, fetch
+from imagetool.builder.executor import BuildError
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import builds, busybox_store
+from tests.imagetool.builder.buildhelp import builds, busybox_store
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 LAST_MODIFIED = 1_600_000_000   # 2020-09-13T12:26:40Z

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from imagetool.build import dockerfile as d
-from imagetool.build.dockerfile import DockerfileError, parse
-from imagetool.build.expand import EXPANDING, VERBATIM, ExpandError, Lexer, expand_instruction
+from imagetool.builder import dockerfile as d
+from imagetool.builder.dockerfile import DockerfileError, parse
+from imagetool.builder.expand import EXPANDING, VERBATIM, ExpandError, Lexer, expand_instruction
 
 ENV = {"A": "aval", "E": "", "P": "/usr/local/bin/python3.11", "S": "a b  c", "HOME": "/root"}
 

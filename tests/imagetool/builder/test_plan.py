@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from imagetool.build import dockerfile as d
-from imagetool.build.dockerfile import DockerfileError, parse
-from imagetool.build.plan import Platform, plan
+from imagetool.builder import dockerfile as d
+from imagetool.builder.dockerfile import DockerfileError, parse
+from imagetool.builder.plan import Platform, plan
 
 AMD64 = "linux/amd64"
 
@@ -298,7 +298,7 @@ def test_check_context_before_anything_runs(tmp_path):
                              "context")
     (tmp_path / "missing.txt").write_text("now here")
     p.check_context(tmp_path)
-    from imagetool.build.dockerignore import DockerIgnore
+    from imagetool.builder.dockerignore import DockerIgnore
     with pytest.raises(DockerfileError) as ei:
         p.check_context(tmp_path, DockerIgnore.parse("*.txt\n"))
     assert "excluded by .dockerignore" in ei.value.message and ei.value.line == 8

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from imagetool.build.executor import Builder, BuildOptions
+from imagetool.builder.executor import Builder, BuildOptions
 from imagetool.store import Store
 from tests.imagetool.storehelp import imagetool, rootfs_tar, unmount_under
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from imagetool.build.dockerignore import DockerIgnore, PatternError, go_clean, go_match
+from imagetool.builder.dockerignore import DockerIgnore, PatternError, go_clean, go_match
 
 
 def ign(text: str) -> DockerIgnore:

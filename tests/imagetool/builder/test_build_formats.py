@@ -15,12 +15,12 @@ import pytest
 
 from imagetool import bundle
 from imagetool import mediatypes as mt
-from imagetool.build.executor import Builder, BuildError, BuildOptions
-from imagetool.build.plan import Platform
+from imagetool.builder.executor import Builder, BuildError, BuildOptions
+from imagetool.builder.plan import Platform
 from imagetool.pull import pull
 from imagetool.push import push
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import busybox_store, write_context
+from tests.imagetool.builder.buildhelp import busybox_store, write_context
 from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

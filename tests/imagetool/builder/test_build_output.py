@@ -17,7 +17,7 @@ import tarfile
 import pytest
 
 from imagetool.store import REF_NAME, Store
-from tests.imagetool.build.buildhelp import busybox_store
+from tests.imagetool.builder.buildhelp import busybox_store
 from tests.imagetool.storehelp import imagetool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

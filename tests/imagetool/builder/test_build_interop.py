@@ -31,8 +31,8 @@ import tarfile
 import pytest
 
 from imagetool.store import Store
-from tests.imagetool.build.buildhelp import busybox_store
-from tests.imagetool.build.treecompare import DOCKER_OWN, diff_trees, tar_tree, tree
+from tests.imagetool.builder.buildhelp import busybox_store
+from tests.imagetool.builder.treecompare import DOCKER_OWN, diff_trees, tar_tree, tree
 from tests.imagetool.storehelp import imagetool, running_dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
