@@ -180,9 +180,16 @@ def test_debug_run(pair, config, tmp_path, how):
         assert rc == 0, (name, err)
         if how == "stderr":
             assert "level=debug" in err, (name, err)
+            # debug.bats' check_debug: the init's stages, as runc names them (1.1.5 says
+            # "nsexec container setup", later runc "nsexec started"; pyrunc says both)
+            assert "nsexec container setup" in err and "child process in init()" in err, \
+                (name, err)
+            assert name == "runc" or "nsexec started" in err, err
             continue
         assert "level=debug" not in err and '"level":"debug"' not in err, (name, err)
         text = open(log).read()
+        assert "nsexec container setup" in text and "child process in init()" in text, \
+            (name, text)
         if how == "log-json":
             assert '"level":"debug"' in text and _json_lines_ok(text), (name, text)
         else:

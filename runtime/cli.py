@@ -244,6 +244,8 @@ def cmd_create(args, log: Logger) -> int:
     log.debug("create: bundle", bundle=args.bundle, id=args.id)
     state = create(_create_opts(args), warn=log.warn)
     log.debug("create: init process started, waiting for start", pid=state["pid"])
+    from runtime.log import log_init_started
+    log_init_started(log, state["pid"])
     return 0
 
 

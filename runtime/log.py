@@ -88,3 +88,13 @@ def _text_value(v: object) -> str:
     if s and all(c.isalnum() or c in "-._/@^+" for c in s):
         return s
     return jsonio.dumps(s)
+
+
+def log_init_started(log: Logger, pid: int) -> None:
+    """The debug lines a created init gives, worded so that scripts grepping runc's --debug
+    output for its init stages find them: runc 1.1's "nsexec container setup", later runc's
+    "nsexec started", and "child process in init()"."""
+    log.debug("nsexec started: nsexec container setup done, the init was cloned into its "
+              "namespaces", pid=pid)
+    log.debug("child process in init(): rootfs, credentials and seccomp are set up, "
+              "waiting on exec.fifo", pid=pid)

@@ -13,7 +13,7 @@ import os
 from runtime.container import Container
 from runtime.create import CreateOptions, create
 from runtime.errors import PyruncError
-from runtime.log import Logger
+from runtime.log import Logger, log_init_started
 
 _FORWARD = [s for s in sorted(signal.valid_signals())
             if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH)]
@@ -37,6 +37,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
     try:
         state = create(opts, warn=log.warn)
         log.debug("run: init process created", id=opts.cid, pid=state["pid"])
+        log_init_started(log, state["pid"])
         c = Container(opts.root, opts.cid)
         master = None
         if listener is not None:
