@@ -15,7 +15,7 @@ from __future__ import annotations
 import _signal as signal  # `signal` imports enum: ~1.5 ms
 import os
 
-from runtime import jsonio
+from runtime import finalize, jsonio
 from runtime.cgroups import load_manager
 from runtime.container import Container
 from runtime.errors import PyruncError
@@ -264,29 +264,13 @@ def _process(wfd: int, go_r: int, proc: dict[str, Any], console_fd: int | None,
         if not os.read(go_r, 1):
             os._exit(1)  # the parent gave up (it reports why)
         os.close(go_r)
-        user = proc.get("user", {})
         if console_fd is not None:
-            from runtime.console import setup_console
-            os.setsid()
-            setup_console(console_fd, user.get("uid", 0), bind=False,
-                          size=proc.get("consoleSize"))
-            os.close(console_fd)
-        ps.chdir_inside(proc.get("cwd", "/"))
-        ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
-        ps.set_oom_score_adj(proc.get("oomScoreAdj"))
-        ps.apply_attrs(proc, linux)
-        env = ps.build_env(proc)
-        if sec is not None and sec.early:
-            sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
-        ps.set_user(proc, "process")
-        program = ps.find_program(proc["args"][0], env)
-        if sec is not None:
-            sec.load()
-        ps.reset_signals()
-        ps.close_fds_from(3 + preserve_fds, keep=(wfd,))
-        for fd in range(3, 3 + preserve_fds):
-            os.set_inheritable(fd, True)
-        ps.execve(program, proc["args"], env)
+            os.setsid()  # a session of its own, for the console to become its terminal
+        # no /dev/console bind: the container's mounts are the init's
+        program, env = finalize.prepare(proc, linux, sec, console_fd=console_fd,
+                                        console_bind=False, oom_score_adj=True)
+        # wfd is O_CLOEXEC: execve closes it, which tells the parent the process runs
+        finalize.launch(program, proc["args"], env, preserve_fds, keep=(wfd,))
     except BaseException as e:  # noqa: BLE001
         _report(wfd, {"error": _error_text(e)})
     os._exit(127)

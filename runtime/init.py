@@ -15,7 +15,7 @@ import fcntl
 import os
 import struct
 
-from runtime import hooks
+from runtime import finalize, hooks
 from runtime.channel import Channel
 from runtime.errors import PyruncError
 from runtime.linux import nsjoin, rootfs
@@ -163,22 +163,11 @@ def _run(ctx: InitContext) -> None:
     if not proc:
         _leave_scratch(ctx)
         _wait_without_process(ctx)  # never returns
-    user = proc.get("user", {})
-    if ctx.console_fd is not None:
-        from runtime.console import setup_console
-        setup_console(ctx.console_fd, user.get("uid", 0), size=proc.get("consoleSize"))
-        os.close(ctx.console_fd)
-    _leave_scratch(ctx)  # after every mount, the console's bind included
-    ps.chdir_inside(proc.get("cwd", "/"))
-    ps.set_rlimits(proc.get("rlimits", []), "process.rlimits")
-    ps.apply_attrs(proc, spec.get("linux") or {})  # scheduler, ioPriority, personality...
-    env = ps.build_env(proc)
-    if sec is not None and sec.early:
-        sec.load()  # no noNewPrivileges: load while CAP_SYS_ADMIN is still held
-    ps.set_user(proc, "process")
-    program = ps.find_program(proc["args"][0], env)
-    if sec is not None:
-        sec.load()  # last, but before "ready" so create reports a failure
+    # The seccomp filter loads last, but before "ready", so create reports a failure; the
+    # scratch namespace is left after every mount, the console's bind included.
+    program, env = finalize.prepare(proc, spec.get("linux") or {}, sec,
+                                    console_fd=ctx.console_fd,
+                                    after_console=lambda: _leave_scratch(ctx))
     ctx.channel.send({"type": "ready"})
     ctx.channel.close()
     # Blocks until `pyrunc start` opens the other end.
@@ -195,11 +184,7 @@ def _run(ctx: InitContext) -> None:
         os.write(2, f"pyrunc: {e}\n".encode())
         os._exit(1)  # as runc's init does
     try:
-        ps.reset_signals()
-        ps.close_fds_from(3 + ctx.preserve_fds, keep=(fifo,))
-        for fd in range(3, 3 + ctx.preserve_fds):
-            os.set_inheritable(fd, True)
-        ps.execve(program, proc["args"], env)
+        finalize.launch(program, proc["args"], env, ctx.preserve_fds, keep=(fifo,))
     except PyruncError as e:
         os.write(2, f"pyrunc: {e}\n".encode())
         os._exit(127)
