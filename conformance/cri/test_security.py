@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from conformance.cri.client import pb
 from conformance.cri.cluster import HANDLERS
 from conformance.engines.conftest import wait_for
@@ -145,11 +143,13 @@ def test_mount_table_but_cgroup_tmpfs(pods):
     assert tables["pyrunc"] == tables["runc"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "containerd asks for /sys/fs/cgroup as a `cgroup` mount with `ro`; on this cgroup v1 host "
-    "pyrunc mounts the tmpfs holding the hierarchies read-only, runc 1.1.5 leaves that tmpfs "
-    "rw (only the hierarchies are ro)"))
 def test_mount_table_cgroup_tmpfs(pods):
+    """Pinned: containerd asks for /sys/fs/cgroup as a `cgroup` mount with `ro`. On this cgroup
+    v1 host pyrunc makes the tmpfs that holds the hierarchies read-only as asked; runc 1.1.5
+    leaves that tmpfs rw (only the hierarchies inside are ro). Same mount point and type."""
     tables = {h: [m for m in _mount_table(pods, h) if m[0] == "/sys/fs/cgroup"]
               for h in HANDLERS}
-    assert tables["pyrunc"] == tables["runc"]
+    assert [m[:2] for m in tables["pyrunc"]] == [m[:2] for m in tables["runc"]], tables
+    assert all(m[2].split(",")[0] == "ro" for m in tables["pyrunc"]), tables
+    assert all(m[2].split(",")[0] == "rw" for m in tables["runc"]), \
+        f"runc makes it ro now: the difference is gone, unpin: {tables}"
