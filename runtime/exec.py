@@ -26,6 +26,7 @@ from runtime.spec import check_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
 CLONE_PARENT = 0x00008000
@@ -86,7 +87,8 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
     proc = opts.process
     check_process(proc, "process")
     terminal = bool(proc.get("terminal"))
-    listener = tmpdir = None
+    listener: socket.socket | None = None
+    tmpdir = ""
     if terminal and not opts.console_socket:
         if opts.detach:
             raise PyruncError("exec --tty with --detach needs --console-socket")
@@ -166,11 +168,12 @@ def exec_in(c: Container, opts: ExecOptions) -> tuple[int, int | None]:
                 os.close(fd)
         if listener is not None:
             listener.close()
-            os.unlink(opts.console_socket)
+            os.unlink(os.path.join(tmpdir, "console.sock"))
             os.rmdir(tmpdir)
 
 
-def _private_console_socket():
+def _private_console_socket() -> tuple[socket.socket, str, str]:
+    """A listening socket in a fresh private directory: (listener, directory, its path)."""
     import socket
     import tempfile
     tmpdir = tempfile.mkdtemp(prefix="pyrunc-console-")

@@ -131,8 +131,9 @@ def _run(ctx: InitContext) -> None:
     if "network" in ctx.new_ns:
         _loopback_up()
     ps.set_oom_score_adj(proc.get("oomScoreAdj"))
-    mount_ctx = {"userns": "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds),
-                 "cgroupns": "cgroup" in ctx.new_ns, "cgroup": ctx.cgroup}
+    userns = "user" in ctx.new_ns or any(t == "user" for t, _ in ctx.join_fds)
+    mount_ctx: dict[str, Any] = {"userns": userns, "cgroupns": "cgroup" in ctx.new_ns,
+                                 "cgroup": ctx.cgroup}
     if ctx.mnt_mode == "runtime":
         from runtime.linux import scratchns
         ctx.scratch_back = scratchns.enter()

@@ -28,7 +28,8 @@ class _Context:
     memo: dict = {}
 
 
-_scan = _json.make_scanner(_Context())
+# typeshed types make_scanner's argument as a JSONDecoder; it reads only these attributes
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _WS = " \t\n\r"
 
 

@@ -102,7 +102,7 @@ def check(spec: Any) -> None:
 
 def check_process(proc: dict[str, Any], p: str) -> None:
     args = proc.get("args")
-    _want(_str_list(args) and len(args) > 0, f"{p}.args", "must be a non-empty array of strings")
+    _want(_str_list(args) and bool(args), f"{p}.args", "must be a non-empty array of strings")
     _want(_str_list(proc.get("env", [])), f"{p}.env", "must be an array of strings")
     for i, e in enumerate(proc.get("env", [])):
         _want("=" in e and not e.startswith("="), f"{p}.env[{i}]", f"{e!r} is not KEY=VALUE")

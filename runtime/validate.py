@@ -101,7 +101,7 @@ def _describe(err) -> str:
         msg = f"{custom} (got {_short(err.instance)})" if scalar else custom
     elif err.validator == "type":
         want = schema.get("type")
-        wants = want if isinstance(want, list) else [want]
+        wants: list[str] = want if isinstance(want, list) else [str(want)]
         words = " or ".join(_JSON_TYPES.get(_PY.get(w, object), w) for w in wants)
         msg = f"must be {words}, not {_JSON_TYPES.get(type(err.instance), 'that')}"
     elif err.validator == "enum":

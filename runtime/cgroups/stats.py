@@ -181,7 +181,9 @@ def _blkio_v1(path: str | None) -> dict[str, Any]:
 
 def _hugetlb_v1(path: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for size in page_sizes() if path else []:
+    if not path:
+        return out
+    for size in page_sizes():
         if not os.path.exists(os.path.join(path, f"hugetlb.{size}.usage_in_bytes")):
             continue
         out[size] = _omit({"usage": _int(path, f"hugetlb.{size}.usage_in_bytes"),
@@ -192,7 +194,9 @@ def _hugetlb_v1(path: str | None) -> dict[str, Any]:
 
 def _hugetlb_v2(path: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for size in page_sizes() if path else []:
+    if not path:
+        return out
+    for size in page_sizes():
         if not os.path.exists(os.path.join(path, f"hugetlb.{size}.current")):
             continue
         out[size] = _omit({"usage": _int(path, f"hugetlb.{size}.current"),

@@ -116,14 +116,14 @@ class V1Manager(Manager):
 
     def frozen(self) -> bool:
         path = self.paths.get("freezer")
-        return bool(path) and read(path, "freezer.state") == "FROZEN"
+        return bool(path) and read(path or "", "freezer.state") == "FROZEN"
 
     def would_freeze(self) -> bool:
         path = self.paths.get("freezer")
         if path and read(path, "freezer.state") in ("FROZEN", "FREEZING"):
             return True
         unified = self.paths.get("unified")
-        return bool(unified) and unified_frozen(unified)
+        return bool(unified) and unified_frozen(unified or "")
 
     def release(self, pid: int) -> None:
         path = self.paths.get("freezer")

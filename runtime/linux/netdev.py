@@ -184,10 +184,11 @@ def attach(pid: int, joined: str | None, state_dir: str,
 
 def release(saved: dict[str, Any] | Attached, warn=lambda msg: None) -> None:
     """Give the devices back to the host and drop the pin; problems are warned about."""
-    att = saved
     if isinstance(saved, dict):
         att = Attached(saved.get("netns", ""), bool(saved.get("pinned")))
         att.devices = [(h, n) for h, n in saved.get("devices", [])]
+    else:
+        att = saved
     for problem in move_out(att.devices, att.netns):
         warn(f"linux.netDevices: cannot give back {problem}")
     if att.pinned:

@@ -164,7 +164,7 @@ def apply(proc: dict[str, Any], linux: dict[str, Any]) -> None:
             hint = (" (IOPRIO_CLASS_RT needs CAP_SYS_ADMIN or CAP_SYS_NICE in the host's user "
                     "namespace)" if e.errno == 1 else "")
             raise PyruncError(f"process.ioPriority: cannot set {io['class']} priority "
-                              f"{io['priority']}: {os.strerror(e.errno)}{hint}") from None
+                              f"{io['priority']}: {_why(e)}{hint}") from None
     if proc.get("scheduler"):
         _apply_scheduler(proc["scheduler"])
     if linux.get("personality"):
@@ -173,7 +173,7 @@ def apply(proc: dict[str, Any], linux: dict[str, Any]) -> None:
             sc.personality(PERSONALITY_DOMAINS[dom])
         except OSError as e:
             raise PyruncError(f"linux.personality: cannot set {dom}: "
-                              f"{os.strerror(e.errno)}") from None
+                              f"{_why(e)}") from None
 
 
 def _apply_mempolicy(m: dict[str, Any]) -> None:
@@ -190,7 +190,7 @@ def _apply_mempolicy(m: dict[str, Any]) -> None:
             hint = (f" (nodes with memory here: {_read('/sys/devices/system/node/has_memory')};"
                     " some modes and flags need a newer kernel)")
         raise PyruncError(f"linux.memoryPolicy: cannot set {mode} nodes "
-                          f"{m.get('nodes') or '(none)'}: {os.strerror(e.errno)}{hint}") from None
+                          f"{m.get('nodes') or '(none)'}: {_why(e)}{hint}") from None
 
 
 def _apply_scheduler(s: dict[str, Any]) -> None:
@@ -214,7 +214,7 @@ def _apply_scheduler(s: dict[str, Any]) -> None:
         elif e.errno in (22, 95):  # EINVAL, EOPNOTSUPP
             hint = " (the kernel rejects these parameters or flags)"
         raise PyruncError(f"process.scheduler: cannot set {pol}: "
-                          f"{os.strerror(e.errno)}{hint}") from None
+                          f"{_why(e)}{hint}") from None
 
 
 def _read(path: str) -> str:
@@ -242,5 +242,10 @@ def set_affinity(pid: int, aff: dict[str, Any], which: str) -> None:
         os.sched_setaffinity(pid, cpus)
     except OSError as e:
         raise PyruncError(f"{path}: cannot run on CPUs {aff.get(which) or 'all'}: "
-                          f"{os.strerror(e.errno)} (online: "
+                          f"{_why(e)} (online: "
                           f"{_read('/sys/devices/system/cpu/online')})") from None
+
+
+def _why(e: OSError) -> str:
+    """The errno's text (the syscall seam's message also names the call)."""
+    return os.strerror(e.errno) if e.errno is not None else str(e)

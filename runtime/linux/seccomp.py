@@ -284,7 +284,7 @@ class Filter:
                 notify_fd = self._program.install()
                 rc = 0
             except OSError as e:
-                rc = -e.errno
+                rc = -(e.errno or 22)  # EINVAL if the error carries none
         else:
             rc = self._lib.seccomp_load(self._ctx)
         if rc < 0:
