@@ -327,6 +327,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise UsageError("build: --provenance needs -t NAME (it is attached to the tag)")
         from imagetool.trust import provenance
         started = provenance.now()
+    if not args.quiet:
+        _announce_context(args.context)
     res = build(_store(args), opts, out=(lambda s: None) if args.quiet else _once_each())
     if not args.tag and not args.output:  # docker keeps it as a <none> image
         _store(args).keep_unnamed(res.manifest)
@@ -340,7 +342,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_context(context: str, threshold: int = 50_000_000) -> None:
+    """A line on stderr before a large context is read (docker's "Sending build context");
+    small contexts, the usual case, print nothing."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(context):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                continue
+    if total >= threshold:
+        from imagetool.views import human_size
+        print(f"Reading build context: {human_size(total)} (a .dockerignore can leave files "
+              "out)", file=sys.stderr, flush=True)
+
+
 def _once_each() -> Any:
+
     """The builder's output printer, each warning printed once (the builder's planner
     reports the Dockerfile's warnings along with its own: the same line twice)."""
     seen: set[str] = set()

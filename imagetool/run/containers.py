@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,7 +29,8 @@ class Records:
     def __init__(self, store_root: str) -> None:
         self.root = os.path.abspath(store_root)
         self.dir = os.path.join(self.root, "containers")
-        self.runtime_root = os.path.join(self.root, "runtime")
+        from imagetool.rootless.paths import state_dir
+        self.runtime_root = state_dir(self.root)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -91,6 +91,7 @@ class Records:
                     raise ContainerError(f"the container name {name!r} is already in use")
             else:
                 name = _random_name(taken)
+            import secrets
             cid = secrets.token_hex(32)
             os.mkdir(self.path(cid), 0o700)
             rec = dict(rec, Id=cid, Name=name, Created=now())
@@ -174,6 +175,7 @@ _NOUN = ["turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "dijkst
 
 
 def _random_name(taken: set[Any]) -> str:
+    import secrets
     for _ in range(100):
         n = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}"
         if n not in taken:

@@ -6,12 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from imagetool.run import volumes
 from imagetool.run.containers import ContainerError, Records
-from imagetool.run.formatting import print_rows
 
 
 def cmd_volume_create(args: argparse.Namespace) -> int:
+    from imagetool.run import volumes
     labels = {}
     for item in args.label or []:
         k, _, v = item.partition("=")
@@ -21,11 +20,13 @@ def cmd_volume_create(args: argparse.Namespace) -> int:
 
 
 def cmd_volume_ls(args: argparse.Namespace) -> int:
+    from imagetool.run import volumes
     names = volumes.names(args.root)
     if args.quiet:
         for n in names:
             print(n)
         return 0
+    from imagetool.run.formatting import print_rows
     rows = [{"Driver": "local", "Name": n, "Mountpoint": volumes.inspect(args.root, n)
              ["Mountpoint"], "Scope": "local", "Labels": ""} for n in names]
     print_rows(args.format or "table {{.Driver}}\t{{.Name}}", rows,
@@ -35,6 +36,7 @@ def cmd_volume_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_volume_rm(args: argparse.Namespace) -> int:
+    from imagetool.run import volumes
     rc = 0
     for n in args.names:
         try:
@@ -47,12 +49,14 @@ def cmd_volume_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_volume_inspect(args: argparse.Namespace) -> int:
+    from imagetool.run import volumes
     from imagetool.run.formatting import print_docs
     print_docs([volumes.inspect(args.root, n) for n in args.names], args.format)
     return 0
 
 
 def cmd_volume_prune(args: argparse.Namespace) -> int:
+    from imagetool.run import volumes
     print("Deleted Volumes:")
     for n in volumes.prune(args.root, args.all):
         print(n)

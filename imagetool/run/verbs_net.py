@@ -6,12 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from imagetool.run import usernet
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
-from imagetool.run.formatting import print_docs, print_rows
 
 
 def cmd_network_create(args: argparse.Namespace) -> int:
+    from imagetool.run import usernet
     if args.driver != "bridge":
         raise ContainerError(f"--driver {args.driver}: only bridge networks")
     print(usernet.create(args.root, args.name, args.subnet)["Id"])
@@ -21,7 +20,8 @@ def cmd_network_create(args: argparse.Namespace) -> int:
 def cmd_network_ls(args: argparse.Namespace) -> int:
     import hashlib
 
-    from imagetool.run import network
+    from imagetool.run import network, usernet
+    from imagetool.run.formatting import print_rows
     bridge = network.config(args.root)["bridge"]
     rows = [{"ID": hashlib.sha256(f"{bridge}/{n}".encode()).hexdigest()[:12], "Name": n,
              "Driver": n if n != "bridge" else "bridge", "Scope": "local"}
@@ -39,6 +39,7 @@ def cmd_network_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_network_rm(args: argparse.Namespace) -> int:
+    from imagetool.run import usernet
     rc = 0
     for n in args.names:
         try:
@@ -51,6 +52,8 @@ def cmd_network_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_network_inspect(args: argparse.Namespace) -> int:
+    from imagetool.run import usernet
+    from imagetool.run.formatting import print_docs
     docs = []
     for n in args.names:
         d = usernet.load(args.root, n)
@@ -68,6 +71,7 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
 def cmd_network_connect(args: argparse.Namespace) -> int:
     """Move a container that is not running to the network (it joins at its next start);
     a running container cannot get a second network here."""
+    from imagetool.run import usernet
     if args.network not in usernet.BUILTIN:
         usernet.load(args.root, args.network)
     recs = Records(args.root)

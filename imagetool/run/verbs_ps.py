@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from imagetool.run.containers import ContainerError, Records, status
-from imagetool.run.formatting import print_rows
 
 HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
            "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
@@ -161,6 +160,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for r in out:
             print(r["ID"])
         return 0
+    from imagetool.run.formatting import print_rows
     print_rows(args.format or DEFAULT, out, HEADERS)
     return 0
 

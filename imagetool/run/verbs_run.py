@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any
 
-from imagetool.run import exitcodes, lifecycle, mountspec, restart
+from imagetool.run import exitcodes
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import env_list, resources
 
@@ -65,6 +65,7 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
+    from imagetool.run import mountspec, restart
     mounts, vols = mountspec.parse(args)
     config = {"Env": env_list(args), "Cmd": list(args.command) if args.command else None,
               "Entrypoint": entrypoint, "User": args.user, "WorkingDir": args.workdir,
@@ -81,6 +82,7 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
 
 
 def _create(args: argparse.Namespace) -> tuple[Any, Records, str]:
+    from imagetool.run import lifecycle
     from imagetool.store import Store
     store = Store(args.root)
     recs = Records(args.root)
@@ -105,6 +107,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from imagetool.run import lifecycle
     try:
         store, recs, cid = _create(args)
     except Exception as e:  # whatever failed before the container ran: the tool's
@@ -121,6 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from imagetool.run import lifecycle
     from imagetool.store import Store
     store, recs = Store(args.root), Records(args.root)
     rc = 0
@@ -152,6 +156,7 @@ def attach_run(store: Any, recs: Records, cid: str, detach: bool, interactive: b
                tty: bool, remove_on_error: bool, quiet: bool = False) -> int:
     """Start the container through its monitor; detached, print the id and return 0, else
     relay the terminal and signals and return the container's exit status."""
+    from imagetool.run import lifecycle
     sys.stdout.flush()
     sys.stderr.flush()
     if tty and not detach:

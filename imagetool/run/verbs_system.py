@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from typing import Any
 
 from imagetool.run.containers import Records, monitor_alive, status
-from imagetool.run.formatting import print_rows
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -40,6 +38,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         for r in rows:
             print(r["ID"])
         return 0
+    from imagetool.run.formatting import print_rows
     print_rows(args.format or "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t"
                "{{.Comment}}", rows,
                {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -60,6 +59,8 @@ def _runtime_version() -> str:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    import platform
+
     from imagetool import __version__
     doc = {"Client": {"Version": __version__, "Python": platform.python_version(),
                       "Os": sys.platform, "Arch": platform.machine()},
@@ -83,6 +84,8 @@ def _counts(root: str) -> dict[str, int]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
     from imagetool.store import Store
     store = Store(args.root)
     images = [d for d in store.list_images()] if os.path.exists(store.index_path) else []
@@ -165,6 +168,7 @@ def cmd_system_df(args: argparse.Namespace) -> int:
          "Reclaimable": h(sum(s for v, s in vol_sizes.items() if v not in vol_used))},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0",
          "Size": h(_du(cache) if os.path.isdir(cache) else 0), "Reclaimable": h(0)}]
+    from imagetool.run.formatting import print_rows
     print_rows(args.format or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
                "{{.Reclaimable}}", rows,
                {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",

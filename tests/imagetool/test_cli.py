@@ -373,7 +373,9 @@ def test_build_without_tag_keeps_a_none_image_and_warns_once(tmp_path, root, tar
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text('FROM busybox\nCMD ["httpd", "-f"\nRUN echo x > /x\n')
-    out = imagetool(root, "build", "--pull-never", str(ctx), timeout=300).stdout.decode()
+    p = imagetool(root, "build", "--pull-never", str(ctx), timeout=300)
+    out = p.stdout.decode()
+    assert b"Reading build context" not in p.stderr  # a small context: nothing to say
     iid = out.strip().splitlines()[-1]
     assert out.count("not a valid JSON array") == 1, out
     assert iid.startswith("sha256:")
@@ -386,3 +388,16 @@ def test_build_without_tag_keeps_a_none_image_and_warns_once(tmp_path, root, tar
     assert [line.split()[0] for line in imagetool(root, "images").stdout.decode()
             .splitlines()[1:]] == ["named", "busybox"]
     assert json.loads(imagetool(root, "inspect", "named:1").stdout)[0]["Id"] == iid
+
+
+def test_a_large_build_context_is_announced(tmp_path, root, tarball):
+    imagetool(root, "import", "--cmd", "sh", tarball, "busybox")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY Dockerfile /\n")
+    with open(ctx / "big.bin", "wb") as f:
+        f.truncate(60_000_000)  # sparse: big to read, nothing on disk
+    p = imagetool(root, "build", "-t", "ctx:1", "--pull-never", str(ctx), timeout=300)
+    assert "Reading build context: 60MB" in p.stderr.decode()
+    assert b"Reading" not in imagetool(root, "build", "-q", "-t", "ctx:1", "--pull-never",
+                                       str(ctx), timeout=300).stderr
