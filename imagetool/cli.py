@@ -384,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imagetool", description="Build, ship and run OCI images "
                                 "(the image side of the toolchain; pyrunc is the runtime).")
     p.add_argument("--version", action="version", version=f"imagetool {__version__}")
-    p.add_argument("--root", default=DEFAULT_ROOT,
-                   help=f"the image store, an OCI image layout (default {DEFAULT_ROOT})")
+    from imagetool.rootless.paths import default_store
+    p.add_argument("--root", default=default_store(), help="the image store, an OCI image "
+                   f"layout (default {DEFAULT_ROOT}; others: $XDG_DATA_HOME/imagetool)")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 

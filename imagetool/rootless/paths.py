@@ -1,0 +1,84 @@
+"""Where a user's images and container state live.
+
+Root keeps /var/lib/imagetool (state under <root>/runtime). Anyone else gets podman's rootless
+layout: the store at $XDG_DATA_HOME/imagetool (default ~/.local/share/imagetool) and the
+runtime's state at $XDG_RUNTIME_DIR/imagetool/runtime. Without XDG_RUNTIME_DIR (runuser and
+su set none), /run/user/<uid> is used when it is the user's, else /tmp/imagetool-run-<uid>
+(made 0700 and refused if someone else owns it). `--root` overrides the store only.
+
+"Rootless" means: not root on the host. A process already inside imagetool's own user
+namespace (uid 0 there, mapped to the user) is still rootless; IMAGETOOL_ROOTLESS_UID, set when
+imagetool enters one, names the host user it stands for."""
+
+from __future__ import annotations
+
+import os
+
+ROOT_STORE = "/var/lib/imagetool"
+ENV_UID = "IMAGETOOL_ROOTLESS_UID"
+
+
+class RootlessPathError(Exception):
+    pass
+
+
+def _map_identity() -> bool:
+    """True in the initial user namespace (uid_map is the whole identity range)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            rows = [line.split() for line in f if line.strip()]
+    except OSError:
+        return True
+    return rows == [["0", "0", "4294967295"]]
+
+
+def host_uid() -> int:
+    """The host uid imagetool acts for: the euid, or the user behind our user namespace."""
+    env = os.environ.get(ENV_UID)
+    if env and env.isdigit() and not _map_identity():
+        return int(env)
+    return os.geteuid()
+
+
+def rootless() -> bool:
+    """True unless this is root in the initial user namespace."""
+    return os.geteuid() != 0 or not _map_identity()
+
+
+def default_store() -> str:
+    """The default --root for this user."""
+    if not rootless():
+        return ROOT_STORE
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "imagetool")
+
+
+def _runtime_dir() -> str:
+    uid = host_uid()
+    env = os.environ.get("XDG_RUNTIME_DIR")
+    if env:
+        return env
+    run = f"/run/user/{uid}"
+    try:
+        st = os.stat(run)
+        if st.st_uid == os.geteuid() and os.access(run, os.W_OK):
+            return run
+    except OSError:
+        pass
+    tmp = f"/tmp/imagetool-run-{uid}"
+    try:
+        os.mkdir(tmp, 0o700)
+    except FileExistsError:
+        st = os.lstat(tmp)
+        if st.st_uid != os.geteuid() or not os.path.isdir(tmp) or os.path.islink(tmp):
+            raise RootlessPathError(f"{tmp} is not this user's directory: set XDG_RUNTIME_DIR "
+                                    "to a private directory of yours") from None
+    return tmp
+
+
+def state_dir(store_root: str) -> str:
+    """The runtime's --root for containers of the store at `store_root`."""
+    if not rootless():
+        return os.path.join(os.path.abspath(store_root), "runtime")
+    return os.path.join(_runtime_dir(), "imagetool", "runtime")
