@@ -11,6 +11,7 @@ import os
 import stat
 
 from runtime.errors import PyruncError
+from runtime.linux import mountcalls as mc
 from runtime.linux import syscalls as sc
 from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
 
@@ -116,7 +117,7 @@ def apply_recursive(fd: int, opts: MountOptions, dest: str) -> None:
     if not opts.rec_opts:
         return
     try:
-        sc.mount_setattr(fd, opts.rec_set, opts.rec_clr)
+        mc.calls.mount_setattr(fd, opts.rec_set, opts.rec_clr)
     except OSError as e:
         if e.errno in (38, 22) and not has_mount_setattr():  # ENOSYS, EINVAL
             raise PyruncError(f"mount {dest}: options {','.join(opts.rec_opts)} need "
@@ -148,13 +149,13 @@ def locked_flags(path: str) -> int:
 
 def remount_readonly(path: str, bind: bool = True) -> None:
     flags = sc.MS_REMOUNT | sc.MS_RDONLY | (sc.MS_BIND if bind else 0) | locked_flags(path)
-    sc.mount(None, path, None, flags)
+    mc.calls.mount(None, path, None, flags)
 
 
 def _bind_remount(path: str, flags: int) -> None:
     """A bind mount ignores ro/nosuid/...: a remount gives it the config's flags."""
     flags &= ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | flags | locked_flags(path))
+    mc.calls.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | flags | locked_flags(path))
 
 
 class _Target:
@@ -225,8 +226,8 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
         # covers, then made read-only per mount (the superblock stays rw).
         ro_later = mtype == "tmpfs" and bool(flags & sc.MS_RDONLY)
         try:
-            sc.mount(source or mtype, tgt.proc, mtype, flags & ~sc.MS_RDONLY if ro_later
-                     else flags, data)
+            mc.calls.mount(source or mtype, tgt.proc, mtype, flags & ~sc.MS_RDONLY if ro_later
+                           else flags, data)
             if keep_mode is not None or ro_later:
                 tgt.close()
                 tgt = _Target(rootfs, resolved)
@@ -237,7 +238,7 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
         except OSError as e:
             if mtype == "sysfs" and e.errno == 1 and ctx.get("userns"):
                 # sysfs can't be mounted in a user ns without its own netns: bind the host's.
-                sc.mount("/sys", tgt.proc, None, sc.MS_BIND | sc.MS_REC)
+                mc.calls.mount("/sys", tgt.proc, None, sc.MS_BIND | sc.MS_REC)
                 tgt.close()
                 tgt = _Target(rootfs, resolved)
                 remount_readonly(tgt.proc) if opts.flags & sc.MS_RDONLY else None
@@ -247,7 +248,7 @@ def mount_entry(m: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any]
             tgt.close()
             tgt = _Target(rootfs, resolved)  # the new mount, not the directory under it
         for p in opts.propagation:
-            sc.mount(None, tgt.proc, None, p)
+            mc.calls.mount(None, tgt.proc, None, p)
         apply_recursive(tgt.fd, opts, dest)
     finally:
         tgt.close()
@@ -270,9 +271,9 @@ def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
         src = source if src_fd is None else f"/proc/self/fd/{src_fd}"
         try:
             if tree_fd is not None:
-                sc.move_mount_fd(tree_fd, tgt.fd)
+                mc.calls.move_mount_fd(tree_fd, tgt.fd)
             else:
-                sc.mount(src, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+                mc.calls.mount(src, tgt.proc, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         except OSError as e:
             raise PyruncError(f"mount {dest}: cannot bind {source}: {e.strerror}") from None
         # Reopen: only a fresh lookup reaches the new mount (the old fd still names the
@@ -282,9 +283,9 @@ def _mount_bind(m: dict[str, Any], rootfs: str, bundle: str, opts: MountOptions,
         extra = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
         if extra:
             flags = sc.MS_BIND | sc.MS_REMOUNT | extra | locked_flags(tgt.proc)
-            sc.mount(None, tgt.proc, None, flags)
+            mc.calls.mount(None, tgt.proc, None, flags)
         for p in opts.propagation:
-            sc.mount(None, tgt.proc, None, p)
+            mc.calls.mount(None, tgt.proc, None, p)
         apply_recursive(tgt.fd, opts, dest)
     finally:
         tgt.close()
@@ -326,9 +327,9 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
         tgt = _Target(rootfs, resolved)
         try:
             if ctx.get("cgroupns"):
-                sc.mount("cgroup", tgt.proc, "cgroup2", flags)
+                mc.calls.mount("cgroup", tgt.proc, "cgroup2", flags)
             else:
-                sc.mount(cg["unified"], tgt.proc, None, sc.MS_BIND | sc.MS_REC)
+                mc.calls.mount(cg["unified"], tgt.proc, None, sc.MS_BIND | sc.MS_REC)
                 if flags & ~(sc.MS_BIND | sc.MS_REC):
                     tgt.close()
                     tgt = _Target(rootfs, resolved)
@@ -339,8 +340,8 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
     resolved = _make_target(rootfs, dest, False)
     tgt = _Target(rootfs, resolved)
     try:
-        sc.mount("tmpfs", tgt.proc, "tmpfs", (flags & ~sc.MS_RDONLY) | sc.MS_NOSUID | sc.MS_NODEV
-                 | sc.MS_NOEXEC, "mode=755")
+        mc.calls.mount("tmpfs", tgt.proc, "tmpfs", (flags & ~sc.MS_RDONLY) | sc.MS_NOSUID
+                       | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
     finally:
         tgt.close()
     for name, info in sorted((cg.get("hierarchies") or {}).items()):
@@ -350,9 +351,9 @@ def _mount_cgroup(m: dict[str, Any], rootfs: str, opts: MountOptions,
         t = _Target(rootfs, sub)
         try:
             if ctx.get("cgroupns"):
-                sc.mount("cgroup", t.proc, info["fstype"], flags, info["options"])
+                mc.calls.mount("cgroup", t.proc, info["fstype"], flags, info["options"])
             else:
-                sc.mount(info["path"], t.proc, None, sc.MS_BIND | sc.MS_REC)
+                mc.calls.mount(info["path"], t.proc, None, sc.MS_BIND | sc.MS_REC)
                 if flags & ~(sc.MS_BIND | sc.MS_REC):
                     t.close()
                     t = _Target(rootfs, sub)

@@ -7,6 +7,7 @@ import os
 import stat
 
 from runtime.errors import PyruncError
+from runtime.linux import mountcalls as mc
 from runtime.linux import syscalls as sc
 from runtime.linux.mounts import PROPAGATION, mount_entry, parse_options, remount_readonly
 from runtime.linux.pathsafe import mkdir_all_inside, open_inside, secure_join
@@ -37,10 +38,10 @@ def prepare(spec: dict[str, Any], rootfs: str, bundle: str, ctx: dict[str, Any])
     flag = root_propagation(spec)
     # Stop our mounts from reaching the host. Unbindable can't be set yet (the rootfs is
     # bound from "/" below): it and shared are given to the new root after the pivot.
-    sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC if flag & sc.MS_UNBINDABLE else flag)
+    mc.calls.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC if flag & sc.MS_UNBINDABLE else flag)
     # A shared parent would carry the rootfs bind to the host, and pivot_root refuses it.
     _unshare(rootfs)
-    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    mc.calls.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     # As runc: the default devices are made unless /dev is a bind mount (then they come
     # with it); with no /dev mount at all they go into the rootfs's own /dev.
     dev_is_bound = False
@@ -93,7 +94,7 @@ def _make_device(rootfs: str, d: dict[str, Any], userns: bool) -> None:
         os.close(fd)
         tfd = open_inside(rootfs, target)
         try:
-            sc.mount(d["path"], f"/proc/self/fd/{tfd}", None, sc.MS_BIND)
+            mc.calls.mount(d["path"], f"/proc/self/fd/{tfd}", None, sc.MS_BIND)
         finally:
             os.close(tfd)
         return
@@ -117,11 +118,11 @@ def pivot(rootfs: str) -> None:
     try:
         _unshare("/")  # pivot_root refuses a shared current root
         os.fchdir(new)
-        sc.pivot_root(".", ".")
+        mc.calls.pivot_root(".", ".")
         os.fchdir(old)
         # The old root must not propagate its unmount to the host.
-        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
-        sc.umount2(".", sc.MNT_DETACH)
+        mc.calls.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        mc.calls.umount2(".", sc.MNT_DETACH)
         os.chdir("/")
     finally:
         os.close(old)
@@ -136,7 +137,7 @@ def move_root(rootfs: str) -> None:
     _unshare("/")  # a move onto a shared "/" would reach the host
     _hide_pseudo_filesystems(rootfs)
     os.chdir(rootfs)
-    sc.mount(rootfs, "/", None, sc.MS_MOVE)
+    mc.calls.mount(rootfs, "/", None, sc.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
 
@@ -146,7 +147,7 @@ def late_propagation(spec: dict[str, Any]) -> None:
     the container's root (private and slave were set before)."""
     flag = root_propagation(spec)
     if flag & (sc.MS_SHARED | sc.MS_UNBINDABLE):
-        sc.mount(None, "/", None, flag)
+        mc.calls.mount(None, "/", None, flag)
 
 
 def _mountinfo() -> list[tuple[str, str, str, str]]:
@@ -178,7 +179,7 @@ def _unshare(path: str) -> None:
             if len(mp) >= len(best):  # a later line on the same point is mounted on top
                 best, shared = mp, "shared:" in optional
     if shared:
-        sc.mount(None, best, None, sc.MS_PRIVATE)
+        mc.calls.mount(None, best, None, sc.MS_PRIVATE)
 
 
 def _hide_pseudo_filesystems(rootfs: str) -> None:
@@ -188,8 +189,8 @@ def _hide_pseudo_filesystems(rootfs: str) -> None:
                 or mp.startswith(prefix):
             continue
         try:
-            sc.mount(None, mp, None, sc.MS_SLAVE | sc.MS_REC)  # the unmount stays here
-            sc.umount2(mp, sc.MNT_DETACH)
+            mc.calls.mount(None, mp, None, sc.MS_SLAVE | sc.MS_REC)  # the unmount stays here
+            mc.calls.umount2(mp, sc.MNT_DETACH)
         except FileNotFoundError:
             continue  # already gone with a parent
         except OSError as e:
@@ -197,7 +198,7 @@ def _hide_pseudo_filesystems(rootfs: str) -> None:
                 continue
             if e.errno not in (1, 22):  # EPERM, EINVAL: cover what we can't unmount
                 raise
-            sc.mount("tmpfs", mp, "tmpfs", 0)
+            mc.calls.mount("tmpfs", mp, "tmpfs", 0)
 
 
 def finish(spec: dict[str, Any]) -> None:
@@ -235,14 +236,14 @@ def mask_path(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISDIR(st.st_mode):
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+        mc.calls.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
     else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND)
+        mc.calls.mount("/dev/null", path, None, sc.MS_BIND)
 
 
 def readonly_path(path: str) -> None:
     try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        mc.calls.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
     except FileNotFoundError:
         return
     except OSError as e:
