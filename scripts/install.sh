@@ -8,7 +8,7 @@ PKGS=(python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-sta
       golang-github-opencontainers-image-spec-dev docker-registry skopeo umoci apache2-utils
       golang-go golang-github-opencontainers-runtime-tools-dev
       oci-image-tool docker.io containerd podman golang-github-containers-common buildah mmdebstrap
-      containernetworking-plugins gnupg)
+      containernetworking-plugins gnupg uidmap)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
