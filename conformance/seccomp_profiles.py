@@ -3,7 +3,7 @@
 `docker_default(caps)` turns the Docker/Podman default profile shipped by Debian's
 containers-common (/usr/share/containers/seccomp.json: archMap, per-rule includes/excludes on
 arches, caps and minKernel) into the OCI `linux.seccomp` section an engine would hand the
-runtime for this machine and these capabilities; tests/test_seccomp.py does the same for
+runtime for this machine and these capabilities; tests/runtime/test_seccomp.py does the same for
 pyrunc alone. The custom profiles exercise errnoRet, defaultErrnoRet and argument conditions
 with syscalls busybox can be made to call.
 """

@@ -3,7 +3,7 @@
 runc 1.1.5 predates process.scheduler, process.ioPriority, process.execCPUAffinity (1.2),
 linux.personality (1.2) and linux.memoryPolicy (1.4): its config types have no such fields,
 so it drops them unread, valid or not, and the container runs with the caller's settings.
-pyrunc implements them (tests/test_sched_features.py has the effects in depth). These tests
+pyrunc implements them (tests/runtime/test_sched_features.py has the effects in depth). These tests
 pin runc's behaviour next to ours, so a runc upgrade that starts honouring them shows here.
 """
 

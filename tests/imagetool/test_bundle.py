@@ -115,8 +115,8 @@ needs_profile = pytest.mark.skipif(not os.path.isfile(convert.DOCKER_SECCOMP),
 @needs_profile
 @pytest.mark.parametrize("extra", [[], ["CAP_SYS_ADMIN"], ["CAP_SYS_PTRACE", "CAP_SYS_TIME"]])
 def test_docker_seccomp_conversion_agrees_with_the_runtime_tests(extra):
-    """The conversion tests/test_seccomp.py uses for pyrunc, now in imagetool.convert."""
-    from tests.test_seccomp import docker_profile
+    """The conversion tests/runtime/test_seccomp.py uses for pyrunc, now in imagetool.convert."""
+    from tests.runtime.test_seccomp import docker_profile
     caps = convert.DOCKER_CAPS + extra
     ours = convert.default_seccomp(caps)
     theirs = docker_profile(caps)

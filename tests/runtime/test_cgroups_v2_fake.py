@@ -6,7 +6,7 @@ tests build temp directories holding the files a v2 cgroup has and check what th
 writes and reads there. A fake can't enforce anything, and writes to it don't trigger kernel
 side effects (subtree_control doesn't make files appear, cgroup.freeze doesn't change
 cgroup.events); the tests only claim file-level behaviour. The real cgroup.freeze and
-cgroup.kill are tested on the real mount in tests/test_cgroups.py.
+cgroup.kill are tested on the real mount in tests/runtime/test_cgroups.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pytest
 
 from tests.rig import clone_rootfs, default_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER = "pyrunc-rootless-test"
 SYSTEM_PY = "/usr/bin/python3"
 

@@ -509,7 +509,7 @@ def test_plain_config_does_not_load_the_module(bundle):
             "print('runtime.linux.process_attrs' in sys.modules)")
     out = subprocess.run([os.path.join(os.path.dirname(sys.executable),
                                        "python"), "-c", code], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          timeout=30, check=True).stdout
     assert out.strip() == "False"
 
@@ -518,7 +518,8 @@ def test_features_schema_and_runtime_agree(pyrunc):
     """`pyrunc features` (features-linux.md memoryPolicy), our JSON Schemas and the tables
     the runtime applies name the same values."""
     from runtime.linux import process_attrs as pa
-    specs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "specs")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    specs = os.path.join(repo, "specs")
     with open(os.path.join(specs, "defs-linux.json")) as f:
         mp = json.load(f)["properties"]["memoryPolicy"]["properties"]
     with open(os.path.join(specs, "config-schema.json")) as f:

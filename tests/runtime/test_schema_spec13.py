@@ -30,7 +30,7 @@ def test_new_fields_are_valid():
 
 
 def test_new_fields_pass_the_official_schema():
-    from tests.test_schema import OFFICIAL, official_paths
+    from tests.runtime.test_schema import OFFICIAL, official_paths
     if not (OFFICIAL / "config-schema.json").is_file():
         pytest.skip("golang-github-opencontainers-specs-dev not installed")
     assert official_paths(_config()) == []

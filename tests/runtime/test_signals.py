@@ -12,7 +12,7 @@ import pytest
 
 from runtime import signals
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_table_matches_the_host():
