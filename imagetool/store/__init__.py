@@ -234,13 +234,14 @@ class Store:
 
     def keep_unnamed(self, desc: dict[str, Any]) -> None:
         """Keep a complete image without a name (docker's dangling <none> image, e.g. a
-        build without -t): an index entry without a ref name, unless one has its digest."""
+        build without -t): an index entry without a ref name, unless an entry (named or
+        not) already has its digest."""
         entry = {k: v for k, v in desc.items() if k != "annotations"}
         with self.lock():
             self._check_complete(desc["digest"], entry)
             index = self.read_index()
             if not any(isinstance(d, dict) and d.get("digest") == desc["digest"]
-                       and _name_of(d) is None for d in index["manifests"]):
+                       for d in index["manifests"]):
                 index["manifests"].append(entry)
                 self._write_index(index)
 

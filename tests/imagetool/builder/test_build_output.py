@@ -152,6 +152,11 @@ def test_bad_output_is_a_clear_error_before_anything_runs(env, spec, words):
     assert b"STEP" not in p.stdout
 
 
-def test_build_without_tag_or_output_is_refused(env):
-    p = imagetool(env["root"], "build", APP, check=False)
-    assert p.returncode == 2 and "-t" in p.stderr.decode() and "--output" in p.stderr.decode()
+def test_build_without_tag_or_output_keeps_a_none_image(env):
+    """As docker: the image is built and kept (unnamed, unless a name has it already: the
+    build is reproducible, so an earlier -t of the same context may); its ID is printed."""
+    p = imagetool(env["root"], "build", APP)
+    iid = p.stdout.decode().strip().splitlines()[-1]
+    assert iid.startswith("sha256:")
+    assert iid[7:19] in imagetool(env["root"], "images", "-q").stdout.decode().split()
+
