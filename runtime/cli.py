@@ -105,16 +105,16 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("validate", "check a bundle's config.json against specs/",
             lambda: [Opt("--bundle", "-b", value="DIR", default=".")]),
 ]}
-CGROUP_COMMANDS = ("update", "events", "ps")  # runtime/cli_cgroups.py, loaded when used
+CGROUP_COMMANDS = ("update", "events", "ps")  # runtime/verbs/cli.py, loaded when used
 
 
 def all_commands() -> dict[str, Command]:
     """COMMANDS with update/events/ps added: their module is imported only for them and for
     help, which keeps it off the create/start/state/kill/delete path."""
     if CGROUP_COMMANDS[0] not in COMMANDS:
-        from runtime import cli_cgroups
-        cli_cgroups.register(COMMANDS)
-        HANDLERS.update(cli_cgroups.COMMANDS)
+        from runtime.verbs import cli as verbs_cli
+        verbs_cli.register(COMMANDS)
+        HANDLERS.update(verbs_cli.COMMANDS)
     return COMMANDS
 
 
@@ -347,8 +347,8 @@ def cmd_exec(args, log: Logger) -> int:
 
 
 def _exec(args, log: Logger) -> int:
-    from runtime.cli_cgroups import parse_exec_cgroup
     from runtime.exec import ExecOptions, exec_in, process_from_flags, wait_forwarding
+    from runtime.verbs.cli import parse_exec_cgroup
     if args.apparmor or args.process_label:
         raise PyruncError("exec: --apparmor/--process-label need AppArmor/SELinux, which this "
                           "host does not have")

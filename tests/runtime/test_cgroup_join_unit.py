@@ -11,8 +11,8 @@ import pytest
 from runtime.cgroups.manager import enter_dir, made_dirs, sub_path
 from runtime.cgroups.resources_v1 import device_access, device_rule
 from runtime.cgroups.v1 import V1Manager
-from runtime.cli_cgroups import parse_exec_cgroup
 from runtime.errors import PyruncError
+from runtime.verbs.cli import parse_exec_cgroup
 
 
 def _mgr(tmp_path) -> V1Manager:

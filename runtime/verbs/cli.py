@@ -2,7 +2,7 @@
 
 runtime/cli.py calls register(COMMANDS) to add the command specs to its table and merges
 our COMMANDS (name -> handler) into its HANDLERS. Nothing beyond sys is imported at module
-level; the handlers import runtime.ops_cgroups only when run.
+level; the handlers import runtime.verbs.update/events/ps only when run.
 """
 
 from __future__ import annotations
@@ -172,13 +172,13 @@ def cmd_update(args: Any, log: Logger) -> int:
         raise PyruncError("update: Intel RDT (--l3-cache-schema, --mem-bw-schema) is not "
                           "supported")
     r = _read_resources(args.resources) if args.resources else resources_from_flags(args)
-    from runtime.ops_cgroups import update
+    from runtime.verbs.update import update
     update(_container(args), r, log.warn)
     return 0
 
 
 def cmd_events(args: Any, log: Logger) -> int:
-    from runtime.ops_cgroups import events
+    from runtime.verbs.events import events
     events(_container(args), parse_duration(args.interval), args.stats)
     return 0
 
@@ -187,7 +187,7 @@ def cmd_ps(args: Any, log: Logger) -> int:
     ps_args = list(args.ps_args or [])
     if ps_args and ps_args[0] == "--":
         ps_args = ps_args[1:]
-    from runtime.ops_cgroups import ps
+    from runtime.verbs.ps import ps
     ps(_container(args), args.format, ps_args)
     return 0
 
