@@ -11,7 +11,7 @@ import os
 import stat
 import tarfile
 import time
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from imagetool.run.containers import ContainerError, Records
 
@@ -58,7 +58,7 @@ def diff(recs: Records, cid: str) -> list[str]:
     return sorted(out, key=lambda line: line[2:])
 
 
-def export(recs: Records, cid: str, out: BinaryIO) -> None:
+def export(recs: Records, cid: str, out: IO[bytes]) -> None:
     """A tar of the container's merged filesystem (the overlay as the host sees it)."""
     rootfs, _upper, _lowers = _paths(recs, cid)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:

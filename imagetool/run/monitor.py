@@ -147,7 +147,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             console = _Console()
             try:
                 state = create(CreateOptions(recs.runtime_root, cid, bundle,
-                                             console_socket=console.path))
+                                             console_socket=console.path, rootless=_rl()))
                 created = True
                 master = console.receive()
             finally:
@@ -163,7 +163,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             os.dup2(o_w, 1)
             os.dup2(e_w, 2)
             try:
-                state = create(CreateOptions(recs.runtime_root, cid, bundle))
+                state = create(CreateOptions(recs.runtime_root, cid, bundle, rootless=_rl()))
                 created = True
             finally:
                 os.dup2(devnull, 0)
@@ -176,6 +176,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                     in_fd = None
         pid = state["pid"]
         if bridged:
+            assert info is not None
             network.setup_bridge_side(info, cid, pid)
             network.setup_container_side(info, cid, pid)
         elif mode == "none":
@@ -442,7 +443,14 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
         for fd in winch:
             os.close(fd)
     lw.close()
-    for fd in (out_fd, err_fd):
-        if fd is not None:
-            os.close(fd)
+    for ofd in (out_fd, err_fd):
+        if ofd is not None:
+            os.close(ofd)
+    assert code is not None  # the loop ends only once the init was reaped
     return code
+
+
+def _rl() -> bool | None:
+    """Rootless inside imagetool's user namespace (uid 0 there, no host cgroups)."""
+    from imagetool.rootless.paths import rootless
+    return True if rootless() else None

@@ -138,7 +138,8 @@ class UdpProxy:
                                            else socket.AF_INET, socket.SOCK_DGRAM)
                         up.connect((self.target, self.port["ContainerPort"]))
                     except OSError:
-                        up.close()
+                        if up is not None:
+                            up.close()
                         continue
                     up.settimeout(self.idle)
                     self.clients[client] = up

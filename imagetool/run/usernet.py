@@ -42,7 +42,7 @@ def names(root: str) -> list[str]:
         return []
 
 
-def _host_routes() -> list[ipaddress.IPv4Network]:
+def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = []
     with contextlib.suppress(OSError), open("/proc/net/route") as f:
         for line in f.readlines()[1:]:
