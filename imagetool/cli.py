@@ -547,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help()
         return 0
     try:
+    if os.geteuid() != 0:  # an ordinary user: the store verbs run in a user namespace
+        from imagetool.rootless.entry import maybe_enter
+        maybe_enter(args.verb)
         return args.fn(args)
     except UsageError as e:
         text = str(e)

@@ -70,7 +70,10 @@ class Applier:
         """`owner`, if given, owns every entry instead of the tar's uid/gid (ADD --chown)."""
         self.root = os.path.realpath(root)
         self.overlay = overlay
-        self.chown = os.geteuid() == 0 if chown is None else chown
+        if chown is None:
+            from imagetool.rootless.paths import can_chown
+            chown = can_chown()
+        self.chown = chown
         self.owner = owner
         self.umask = _umask()
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 
+from imagetool.errors import ImagetoolError
+
 ROOT_STORE = "/var/lib/imagetool"
 ENV_UID = "IMAGETOOL_ROOTLESS_UID"
 
 
-class RootlessPathError(Exception):
+class RootlessPathError(ImagetoolError):
     pass
 
 
@@ -82,3 +84,14 @@ def state_dir(store_root: str) -> str:
     if not rootless():
         return os.path.join(os.path.abspath(store_root), "runtime")
     return os.path.join(_runtime_dir(), "imagetool", "runtime")
+
+
+def can_chown() -> bool:
+    """May layers be unpacked with their owners? Root on the host, or the root of a user
+    namespace that maps more than one id (a single-id map has nobody else to give files to)."""
+    if os.geteuid() != 0:
+        return False
+    if _map_identity():
+        return True
+    with open("/proc/self/uid_map") as f:
+        return sum(int(line.split()[2]) for line in f if line.strip()) > 1

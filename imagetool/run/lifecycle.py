@@ -161,6 +161,9 @@ def start(store: Any, recs: Records, cid: str, foreground: bool,
     from imagetool.run import monitor
     if not os.path.exists(recs.path(cid, "bundle", "config.json")):
         make_bundle(store, recs, cid)
+    if os.geteuid() != 0 or os.environ.get("IMAGETOOL_ROOTLESS_USERNS"):
+        from imagetool.rootless.spec import adapt
+        adapt(spec, host)
     fd = monitor.launch(recs.root, cid, foreground, interactive)
     got = read_status(fd)
     if got is None or "started" not in got[0]:
