@@ -18,10 +18,18 @@ from imagetool.run.containers import ContainerError, Records
 _MOUNTED_FILES = {"etc/hostname", "etc/hosts", "etc/resolv.conf"}
 
 
-def _paths(recs: Records, cid: str) -> tuple[str, str, list[str]]:
-    """(merged rootfs, upper dir, lower snapshot dirs) of the container."""
+def _paths(recs: Records, cid: str, merged: bool = True) -> tuple[str, str, list[str]]:
+    """(merged rootfs, upper dir, lower snapshot dirs) of the container; without `merged`,
+    an exited container's kept upper dir will do (rootfs is then '')."""
     bpath = recs.path(cid, "bundle")
     rootfs, upper = os.path.join(bpath, "rootfs"), os.path.join(bpath, "overlay", "upper")
+    if not merged and not os.path.ismount(rootfs) and os.path.isdir(recs.path(cid, "upper")):
+        from imagetool import bundle, snapshots
+        from imagetool.store import Store
+        store = Store(recs.root)
+        chain = bundle.image_parts(store, recs.load(cid)["Image"])["chain"]
+        snaps = snapshots.Snapshots(recs.root)
+        return "", recs.path(cid, "upper"), [snaps.path(d["digest"]) for d, _ in chain]
     if not os.path.ismount(rootfs) or not os.path.isdir(upper):
         raise ContainerError(f"container {cid[:12]} has no filesystem now (an exited "
                              "container's overlay is removed; start it or use a running one)")
@@ -43,12 +51,18 @@ def _skip(rel: str, st: os.stat_result) -> bool:
 def diff(recs: Records, cid: str) -> list[str]:
     """docker diff's lines: 'A /new', 'C /changed', 'D /deleted', sorted by path."""
     from imagetool.layer.generate import changes
-    _rootfs, upper, lowers = _paths(recs, cid)
+    _rootfs, upper, lowers = _paths(recs, cid, merged=False)
     out = []
-    for rel in changes(upper):
+    rels = changes(upper)
+    skipped = {r for r in rels if _skip(r, os.lstat(os.path.join(upper, r)))}
+    for rel in rels:
         st = os.lstat(os.path.join(upper, rel))
-        if _skip(rel, st):
+        if rel in skipped:
             continue
+        if stat.S_ISDIR(st.st_mode) and any(r in skipped for r in rels
+                                            if r.startswith(rel + "/")) and \
+                all(r in skipped for r in rels if r.startswith(rel + "/")):
+            continue  # only holds the mount points of /etc/hostname, hosts, resolv.conf
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             out.append(f"D /{rel}")
         elif any(os.path.lexists(os.path.join(lo, rel)) for lo in lowers):
@@ -88,7 +102,7 @@ def commit(store: Any, recs: Records, cid: str, name: str | None, message: str =
     from imagetool import mediatypes as mt
     from imagetool.layer.generate import write_layer
     rec = recs.load(cid)
-    _rootfs, upper, _lowers = _paths(recs, cid)
+    _rootfs, upper, _lowers = _paths(recs, cid, merged=False)
     parts = bundle.image_parts(store, rec["Image"])
     manifest, config = dict(parts["manifest"]), json.loads(json.dumps(parts["config"]))
     with store.lease():

@@ -89,6 +89,8 @@ def make_bundle(store: Any, recs: Records, cid: str) -> None:
                       entrypoint=conf.get("Entrypoint"), cmd=conf.get("Cmd"), env=env,
                       user=conf.get("User"), workdir=conf.get("WorkingDir"),
                       hostname=hostname, terminal=bool(conf.get("Tty")))
+        if os.path.isdir(recs.path(cid, "upper")):  # it ran before: its changes come back
+            _restore_upper(store, rec, bpath, recs.path(cid, "upper"))
         if host.get("Volumes"):
             from imagetool.run import volumes
             volumes.copy_up(recs.root, host["Volumes"], os.path.join(bpath, "rootfs"))
@@ -106,6 +108,43 @@ def make_bundle(store: Any, recs: Records, cid: str) -> None:
         with contextlib.suppress(Exception):
             bundle.remove(bpath)
         raise
+
+
+def keep_upper(recs: Records, cid: str) -> None:
+    """After a run: keep the container's changes (the overlay's upper directory) as
+    <container dir>/upper, so a later start (and diff, commit) has them, as docker keeps a
+    stopped container's filesystem. The bundle itself is removed by the caller."""
+    import shutil
+
+    from imagetool import snapshots
+    bpath = recs.path(cid, "bundle")
+    upper = os.path.join(bpath, "overlay", "upper")
+    if not os.path.isdir(upper):
+        return
+    snapshots.unmount(os.path.join(bpath, "rootfs"))
+    kept = recs.path(cid, "upper")
+    if os.path.isdir(kept):
+        shutil.rmtree(kept)
+    os.rename(upper, kept)
+
+
+def _restore_upper(store: Any, rec: dict[str, Any], bpath: str, kept: str) -> None:
+    """Mount the fresh bundle's overlay again over the kept upper directory."""
+    import shutil
+
+    from imagetool import bundle, snapshots
+    rootfs, ov = os.path.join(bpath, "rootfs"), os.path.join(bpath, "overlay")
+    if not os.path.isdir(os.path.join(ov, "upper")):
+        return  # an image without layers: nothing was mounted, nothing to bring back
+    snapshots.unmount(rootfs)
+    for d in ("upper", "work"):
+        shutil.rmtree(os.path.join(ov, d))
+    os.mkdir(os.path.join(ov, "work"), 0o700)
+    os.rename(kept, os.path.join(ov, "upper"))
+    chain = bundle.image_parts(store, rec["Image"])["chain"]
+    lowers = snapshots.Snapshots(store.root).ensure(store, chain)
+    snapshots.mount_overlay(lowers, os.path.join(ov, "upper"), os.path.join(ov, "work"),
+                            rootfs)
 
 
 def _mounts(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,9 +200,6 @@ def start(store: Any, recs: Records, cid: str, foreground: bool,
     from imagetool.run import monitor
     if not os.path.exists(recs.path(cid, "bundle", "config.json")):
         make_bundle(store, recs, cid)
-    if os.geteuid() != 0 or os.environ.get("IMAGETOOL_ROOTLESS_USERNS"):
-        from imagetool.rootless.spec import adapt
-        adapt(spec, host)
     fd = monitor.launch(recs.root, cid, foreground, interactive)
     got = read_status(fd)
     if got is None or "started" not in got[0]:

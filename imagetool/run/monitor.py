@@ -224,6 +224,12 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                   in_fd, master if tty else None)
     for p in proxies:
         p.close()
+    if not host.get("AutoRemove"):
+        try:
+            from imagetool.run.lifecycle import keep_upper
+            keep_upper(recs, cid)
+        except Exception:  # noqa: BLE001 - its changes are lost, the rest is cleaned up
+            traceback.print_exc()
     event_log.record(store_root, "die", recs.update(cid, Status="exited", Running=False,
                                                     ExitCode=code, FinishedAt=now()),
                      exitCode=str(code))

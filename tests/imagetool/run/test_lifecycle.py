@@ -169,3 +169,24 @@ def test_container_prune(env, it):
     out = it("container", "prune", "-f").stdout.decode()
     assert out.startswith("Deleted Containers:\n") and out.count("\n") >= 4
     assert it("ps", "-a", "--format", "{{.Names}}").stdout == b"live1\n"
+
+
+def test_a_stopped_container_keeps_its_changes(env, it):
+    """As docker: what a container wrote is there again when it starts again (its overlay's
+    upper directory is kept while the container exists), diff and commit see it after it
+    exited, and rm takes it away."""
+    it("run", "--name", "keep", "--network", "none", "busybox", "sh", "-c",
+       "echo run >> /count; rm -f /bin/vi")
+    assert it("diff", "keep").stdout.decode().splitlines() == ["C /bin", "D /bin/vi",
+                                                                "A /count"]
+    assert imagetool(env["root"], "start", "-a", "keep", check=False).returncode == 0
+    it("restart", "keep")
+    assert it("wait", "keep").stdout == b"0\n"
+    iid = it("commit", "keep", "kept:1").stdout.decode().strip()
+    assert it("run", "--rm", "--network", "none", "kept:1", "cat", "/count").stdout == \
+        b"run\nrun\nrun\n"
+    cdir = Records(env["root"]).path(Records(env["root"]).resolve("keep"))
+    assert os.path.isdir(os.path.join(cdir, "upper"))
+    it("rm", "keep")
+    assert not os.path.exists(cdir)
+    it("rmi", iid[7:19])
