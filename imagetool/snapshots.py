@@ -225,6 +225,9 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None
         opts = (f"lowerdir={':'.join(names)},upperdir={_escape(os.path.abspath(upper))},"
                 f"workdir={_escape(os.path.abspath(work))}")
         if len(opts) > MAX_OPTIONS:
+        from imagetool.rootless.paths import rootless
+        if rootless():  # whiteouts' and opaque dirs' xattrs are user.overlay.* in here
+            opts += ",userxattr"
             raise SnapshotError(f"{len(lowers)} layers are too many for one overlay mount "
                                 "(about 45 fit); unpack this image with --mode copy")
         try:

@@ -70,6 +70,13 @@ class Applier:
         """`owner`, if given, owns every entry instead of the tar's uid/gid (ADD --chown)."""
         self.root = os.path.realpath(root)
         self.overlay = overlay
+        # opaque dirs: trusted.overlay.opaque, or user.overlay.opaque in a rootless store
+        self.opaque_xattr = OVERLAY_OPAQUE_XATTR
+        self.dropped_xattrs: tuple[str, ...] = (DROPPED_XATTR_PREFIX,)
+        if overlay:
+            from imagetool.rootless.paths import overlay_xattr_ns
+            self.opaque_xattr = overlay_xattr_ns() + "overlay.opaque"
+            self.dropped_xattrs = (DROPPED_XATTR_PREFIX, overlay_xattr_ns() + "overlay.")
         if chown is None:
             from imagetool.rootless.paths import can_chown
             chown = can_chown()
@@ -144,7 +151,7 @@ class _LayerRun:
 
     def _xattrs(self, target: str | int, e: Entry, symlink: bool = False) -> None:
         for k, v in e.xattrs.items():
-            if k.startswith(DROPPED_XATTR_PREFIX):
+            if k.startswith(self.ap.dropped_xattrs):
                 continue
             try:
                 if isinstance(target, int):
@@ -313,7 +320,7 @@ class _LayerRun:
         parent_path = self.res.host(parent)
         if base == OPAQUE:
             if self.ap.overlay:
-                os.setxattr(parent_path, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
+                os.setxattr(parent_path, self.ap.opaque_xattr, b"y", follow_symlinks=False)
                 return
             self._touch_parent(parent_path)
             prefix = f"{parent}/" if parent else ""

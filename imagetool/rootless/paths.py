@@ -95,3 +95,9 @@ def can_chown() -> bool:
         return True
     with open("/proc/self/uid_map") as f:
         return sum(int(line.split()[2]) for line in f if line.strip()) > 1
+
+
+def overlay_xattr_ns() -> str:
+    """"trusted." for root's snapshots, "user." for a rootless store's (overlayfs mounted with
+    `userxattr` inside the user namespace: trusted.* is the host root's alone)."""
+    return "user." if rootless() else "trusted."
