@@ -142,9 +142,13 @@ class RunSteps:
 
     def _container(self, p: BuildPlan, step: Step, merged: str, spec: dict[str, Any]) -> int:
         """Run the spec's process to its end in a container on `merged`: its exit code."""
+        from imagetool.rootless.paths import rootless
         from runtime.container import Container
         from runtime.create import CreateOptions, create
-
+        rl = rootless()
+        if rl:  # in imagetool's user namespace: no cgroups, a nested identity-mapped userns
+            from imagetool.rootless.spec import adapt
+            adapt(spec, {})
         bundle = os.path.dirname(merged)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(spec, f)
@@ -159,7 +163,8 @@ class RunSteps:
         try:
             os.dup2(devnull, 0)
             try:
-                state_ = create(CreateOptions(self.runtime_root, cid, bundle))
+                state_ = create(CreateOptions(self.runtime_root, cid, bundle,
+                                              rootless=True if rl else None))
                 created = True
             finally:
                 os.dup2(saved, 0)
