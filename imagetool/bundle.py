@@ -31,13 +31,14 @@ from typing import Any, BinaryIO, cast
 
 from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
+from imagetool.errors import ImagetoolError
 from imagetool.store import Store, StoreError
 
 MODES = ("copy", "overlay")
 METADATA = "imagetool.json"
 
 
-class BundleError(Exception):
+class BundleError(ImagetoolError):
     """The bundle cannot be made; nothing was left behind."""
 
 

@@ -13,12 +13,13 @@ import sys
 from typing import Any
 
 from imagetool import __version__
+from imagetool.errors import ImagetoolError
 
 DEFAULT_ROOT = "/var/lib/imagetool"
 PLANNED: dict[str, str] = {}
 
 
-class UsageError(Exception):
+class UsageError(ImagetoolError):
     """Bad combination of arguments; exit status 2 like argparse."""
 
 
@@ -546,10 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         p.print_help()
         return 0
-    try:
     if os.geteuid() != 0:  # an ordinary user: the store verbs run in a user namespace
         from imagetool.rootless.entry import maybe_enter
         maybe_enter(args.verb)
+    try:
         return args.fn(args)
     except UsageError as e:
         text = str(e)
@@ -563,8 +564,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as e:  # one line for the user; the traceback with --debug
+    except Exception as e:  # one line; the traceback with --debug
         if args.debug:
             raise
-        print(f"imagetool: {args.verb}: {e}", file=sys.stderr)
+        if _users_error(e):
+            print(f"imagetool: {args.verb}: {e}", file=sys.stderr)
+        else:  # a bug of ours: say so, without a traceback the user can't act on
+            print(f"imagetool: {args.verb}: internal error: {type(e).__name__}: {e} "
+                  "(--debug shows the traceback)", file=sys.stderr)
         return 1
+
+
+# stdlib errors that mean bad input or a failed tool, not a bug (their __module__)
+_INPUT_ERROR_MODULES = ("tarfile", "zlib", "_lzma", "bz2", "zipfile", "subprocess",
+                        "http.client", "json")
+
+
+def _users_error(e: Exception) -> bool:
+    """Is `e` the user's to fix? ImagetoolError, OSError (the host said no), ValueError (some
+    parsers still raise plain ones), bad-input errors of the stdlib, and error classes that
+    imagetool defines without deriving from ImagetoolError yet. Anything else is a bug."""
+    return (isinstance(e, (ImagetoolError, OSError, ValueError))
+            or type(e).__module__ in _INPUT_ERROR_MODULES
+            or type(e).__module__.startswith("imagetool."))

@@ -24,6 +24,8 @@ import os
 import re
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_SECCOMP = "/usr/share/containers/seccomp.json"
 OCI_VERSION = "1.0.2"
@@ -74,7 +76,7 @@ def default_mounts() -> list[dict[str, Any]]:
     ]
 
 
-class ConvertError(ValueError):
+class ConvertError(ImagetoolError, ValueError):
     """The image config cannot become a runtime spec (no command, unknown user, ...)."""
 
 

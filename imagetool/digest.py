@@ -8,13 +8,15 @@ import hashlib
 import re
 from typing import BinaryIO
 
+from imagetool.errors import ImagetoolError
+
 CHUNK = 1 << 20
 # The algorithms we can verify, with the exact hex length the spec demands for each.
 _HEX_LEN = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-f0-9]+)\Z")
 
 
-class DigestError(ValueError):
+class DigestError(ImagetoolError, ValueError):
     """A malformed digest, or content that does not match the digest or size it claims."""
 
 

@@ -12,10 +12,12 @@ import re
 import shlex
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 _ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
 
 
-class TemplateError(ValueError):
+class TemplateError(ImagetoolError, ValueError):
     pass
 
 

@@ -15,10 +15,11 @@ from typing import Any, BinaryIO
 
 from imagetool import compression
 from imagetool import mediatypes as mt
+from imagetool.errors import ImagetoolError
 from imagetool.store import Store
 
 
-class ImportFailed(ValueError):
+class ImportFailed(ImagetoolError, ValueError):
     """The rootfs tarball or an option is unusable; the message names which."""
 
 

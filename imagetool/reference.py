@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from imagetool.errors import ImagetoolError
+
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_TAG = "latest"
@@ -22,7 +24,7 @@ _SHA256 = re.compile(r"sha256:[a-f0-9]{64}\Z")
 NAME_MAX = 255
 
 
-class ReferenceError(ValueError):
+class ReferenceError(ImagetoolError, ValueError):
     """A reference that Docker's grammar would refuse; the message names it."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from imagetool import digest as dg
 from imagetool import layers
+from imagetool.errors import ImagetoolError
 from imagetool.store.locks import flock_for
 
 # mount(2) takes one page of options; with lowers named /proc/self/fd/N/<64 hex digits>,
@@ -36,7 +37,7 @@ from imagetool.store.locks import flock_for
 MAX_OPTIONS = 4000
 
 
-class SnapshotError(Exception):
+class SnapshotError(ImagetoolError):
     pass
 
 
@@ -224,10 +225,10 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None
         names = [f"/proc/self/fd/{dfd}/{os.path.basename(p)}" for p in reversed(lowers)]
         opts = (f"lowerdir={':'.join(names)},upperdir={_escape(os.path.abspath(upper))},"
                 f"workdir={_escape(os.path.abspath(work))}")
-        if len(opts) > MAX_OPTIONS:
         from imagetool.rootless.paths import rootless
         if rootless():  # whiteouts' and opaque dirs' xattrs are user.overlay.* in here
             opts += ",userxattr"
+        if len(opts) > MAX_OPTIONS:
             raise SnapshotError(f"{len(lowers)} layers are too many for one overlay mount "
                                 "(about 45 fit); unpack this image with --mode copy")
         try:

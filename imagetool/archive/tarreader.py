@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from imagetool import compression
+from imagetool.errors import ImagetoolError
 
 MAX_HOPS = 40
 
 
-class ArchiveError(ValueError):
+class ArchiveError(ImagetoolError, ValueError):
     """An archive that is not what it claims; the message names the archive and the member."""
 
 

@@ -14,6 +14,8 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 from .dockerignore import DockerIgnore, go_clean, go_match, has_wildcards
 
 __all__ = ["SourceError", "check_sources", "context_records", "entry_record", "file_digest",
@@ -22,7 +24,7 @@ __all__ = ["SourceError", "check_sources", "context_records", "entry_record", "f
 _CHUNK = 1 << 20
 
 
-class SourceError(ValueError):
+class SourceError(ImagetoolError, ValueError):
     """A COPY/ADD source that isn't in the build context (missing or .dockerignore'd)."""
 
 

@@ -24,10 +24,12 @@ import os
 import re
 from collections.abc import Iterator
 
+from imagetool.errors import ImagetoolError
+
 IGNORE_FILE = ".dockerignore"
 
 
-class PatternError(ValueError):
+class PatternError(ImagetoolError, ValueError):
     """A pattern Go's filepath.Match would call malformed (ErrBadPattern)."""
 
 

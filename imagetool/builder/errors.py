@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from imagetool.errors import ImagetoolError
+
 from . import dockerfile as df
 from .plan import BuildPlan
 
 
-class BuildError(Exception):
+class BuildError(ImagetoolError):
     """A build failed; the message names Dockerfile:LINE where there is one."""
 
 

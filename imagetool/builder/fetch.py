@@ -20,6 +20,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from imagetool.errors import ImagetoolError
+
 if TYPE_CHECKING:  # urllib.request and email cost ~12 ms: imported only to download
     import urllib.request
 
@@ -30,7 +32,7 @@ _CHUNK = 1 << 20
 _ALGOS = ("sha256", "sha384", "sha512")
 
 
-class FetchError(Exception):
+class FetchError(ImagetoolError):
     """A download that failed or did not verify; the message names the URL."""
 
 

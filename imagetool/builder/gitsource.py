@@ -24,6 +24,8 @@ import subprocess
 import urllib.parse
 from dataclasses import dataclass
 
+from imagetool.errors import ImagetoolError
+
 RESOLVE_TIMEOUT = 120.0        # seconds for `git ls-remote`
 FETCH_TIMEOUT = 30 * 60.0      # seconds for a fetch or a checkout
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -37,7 +39,7 @@ _CONFIG = ("protocol.file.allow=never", "protocol.ext.allow=never", "credential.
            "http.lowSpeedLimit=1", "http.lowSpeedTime=60")
 
 
-class GitError(Exception):
+class GitError(ImagetoolError):
     """A git source that could not be resolved or checked out; the message names the URL."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagetool import snapshots
+from imagetool.errors import ImagetoolError
 
 from . import buildcontext, cachekey
 from . import dockerfile as df
@@ -43,7 +44,7 @@ SECRETS_TMPFS_SIZE = 16 << 20
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-class MountError(ValueError):
+class MountError(ImagetoolError, ValueError):
     """A mount that can't be made; the caller names the Dockerfile line."""
 
 

@@ -8,6 +8,8 @@ overlay mode and what the generator reads from an upper directory.
 
 from __future__ import annotations
 
+from imagetool.errors import ImagetoolError
+
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 WHITEOUT_META = ".wh..wh."  # aufs' own bookkeeping (.wh..wh.plnk, ...): skipped
@@ -15,7 +17,7 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 DROPPED_XATTR_PREFIX = "trusted.overlay."
 
 
-class LayerError(Exception):
+class LayerError(ImagetoolError):
     """A layer we cannot apply: not a tar, truncated, unsupported entry, failed digest."""
 
 

@@ -14,12 +14,14 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from imagetool.errors import ImagetoolError
+
 DEFAULT_PATH = "/etc/imagetool/registries.json"
 ENV_PATH = "IMAGETOOL_REGISTRIES_CONF"
 DEFAULT_CERTS_D = ("/etc/imagetool/certs.d", "/etc/docker/certs.d")
 
 
-class ConfigError(ValueError):
+class ConfigError(ImagetoolError, ValueError):
     """The registries config file is unreadable or malformed; the message names the field."""
 
 

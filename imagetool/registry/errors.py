@@ -3,8 +3,10 @@ the CLI can print it as is and exit non-zero."""
 
 from __future__ import annotations
 
+from imagetool.errors import ImagetoolError
 
-class RegistryError(Exception):
+
+class RegistryError(ImagetoolError):
     """Any failure talking to a registry."""
 
 

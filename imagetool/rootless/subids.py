@@ -12,11 +12,13 @@ import pwd
 import shutil
 from dataclasses import dataclass, field
 
+from imagetool.errors import ImagetoolError
+
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 EXAMPLE_RANGE = "100000-165535"
 
 
-class SubidError(Exception):
+class SubidError(ImagetoolError):
     pass
 
 

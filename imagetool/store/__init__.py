@@ -22,6 +22,7 @@ from typing import Any
 from imagetool import digest as dg
 from imagetool import mediatypes as mt
 from imagetool.atomicfile import atomic_file
+from imagetool.errors import ImagetoolError
 from imagetool.store import graph
 from imagetool.store.ingest import RESUME_PREFIX, Ingest, IngestError
 from imagetool.store.locks import LockBusy, flock_for
@@ -35,7 +36,7 @@ FRESH_TEMP = 60.0  # an unlocked anonymous ingest file older than this has lost 
 _OURS = {".lock", ".gc.lock", "blobs", "ingest", "index.json", "oci-layout"}
 
 
-class StoreError(Exception):
+class StoreError(ImagetoolError):
     """The store is not usable as asked; the message names the file, blob or image."""
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from imagetool import digest as dg
 from imagetool import mediatypes as mt
+from imagetool.errors import ImagetoolError
 
 MAX_JSON = 8 << 20  # a manifest or index bigger than this is not one we will parse
 
 
-class GraphError(ValueError):
+class GraphError(ImagetoolError, ValueError):
     """A manifest or index whose JSON or descriptors are malformed."""
 
 

@@ -11,12 +11,13 @@ import tempfile
 from typing import Protocol
 
 from imagetool import digest as dg
+from imagetool.errors import ImagetoolError
 
 TEMP_PREFIX = "tmp-"      # anonymous: removed by GC as soon as no writer holds it
 RESUME_PREFIX = "resume-"  # keyed by the digest it should become: kept for a while to resume
 
 
-class IngestError(ValueError):
+class IngestError(ImagetoolError, ValueError):
     """The written bytes are not what the caller said they would be."""
 
 

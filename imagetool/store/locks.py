@@ -12,8 +12,10 @@ import os
 import threading
 from collections.abc import Iterator
 
+from imagetool.errors import ImagetoolError
 
-class LockBusy(Exception):
+
+class LockBusy(ImagetoolError):
     """A non-blocking acquire found the lock held."""
 
 

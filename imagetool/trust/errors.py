@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from imagetool.errors import ImagetoolError
 
-class TrustError(Exception):
+
+class TrustError(ImagetoolError):
     """A refusal or bad input (key, signature, policy, artifact); the message names it."""
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from imagetool.errors import ImagetoolError
+
 DEFAULT_FILENAME = "Dockerfile"
 DEFAULT_ESCAPE = "\\"
 
 
-class DockerfileError(ValueError):
+class DockerfileError(ImagetoolError, ValueError):
     """A Dockerfile Docker would refuse; `str()` is `Dockerfile:LINE: what is wrong`."""
 
     def __init__(self, message: str, filename: str = DEFAULT_FILENAME,
@@ -23,5 +25,5 @@ class DockerfileError(ValueError):
         return f"{self.filename}:{self.line}: {self.message}"
 
 
-class InstructionError(ValueError):
+class InstructionError(ImagetoolError, ValueError):
     """An error found while building one instruction; the parser attaches file and line."""

@@ -17,12 +17,14 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+from imagetool.errors import ImagetoolError
+
 _EOF = ""
 # Parameters sh treats specially after `$`: `$@`, `$*`, ... expand to their (empty) value.
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 
-class ExpandError(ValueError):
+class ExpandError(ImagetoolError, ValueError):
     """A substitution sh would refuse (bad `${...}`, unterminated quote, `${X?}` unset)."""
 
 
