@@ -7,9 +7,11 @@ ever read or written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from imagetool.run.containers import ContainerError, Records, status
@@ -43,17 +45,23 @@ def resolve_in(root: str, path: str, follow_last: bool = False) -> str:
     return os.path.join(root, *done)
 
 
-def container_root(recs: Records, cid: str) -> str:
-    """Where the container's / is seen from the host."""
+@contextlib.contextmanager
+def container_root(recs: Records, cid: str) -> Iterator[str]:
+    """Where the container's / is seen from the host: a running one's /proc/PID/root, a
+    created one's mounted rootfs, an exited one's kept changes over its image (an overlay
+    mounted for the copy, unmounted after)."""
     rec = recs.load(cid)
     pid = int((rec.get("State") or {}).get("Pid") or 0)
     if status(rec) in ("running", "paused") and pid > 0 and os.path.isdir(f"/proc/{pid}/root"):
-        return f"/proc/{pid}/root"
+        yield f"/proc/{pid}/root"
+        return
     rootfs = recs.path(cid, "bundle", "rootfs")
     if os.path.ismount(rootfs):
-        return rootfs
-    raise ContainerError(f"container {cid[:12]} is not running and its filesystem is not "
-                         "mounted (only running or created containers can be copied from)")
+        yield rootfs
+        return
+    from imagetool.run import fsops
+    with fsops.merged_view(recs, cid) as root:
+        yield root
 
 
 def _copy(src: str, dest: str) -> None:
@@ -76,7 +84,11 @@ def _target(src: str, dest: str, content_only: bool) -> str:
 
 
 def copy_out(recs: Records, cid: str, cpath: str, dest: str | BinaryIO) -> None:
-    root = container_root(recs, cid)
+    with container_root(recs, cid) as root:
+        _copy_out(root, cid, cpath, dest)
+
+
+def _copy_out(root: str, cid: str, cpath: str, dest: str | BinaryIO) -> None:
     src = resolve_in(root, cpath, follow_last=cpath.endswith("/") or cpath.endswith("/."))
     if not os.path.lexists(src):
         raise ContainerError(f"could not find the file {cpath} in container {cid[:12]}")
@@ -94,7 +106,11 @@ def copy_out(recs: Records, cid: str, cpath: str, dest: str | BinaryIO) -> None:
 
 
 def copy_in(recs: Records, cid: str, src: str | BinaryIO, cpath: str) -> None:
-    root = container_root(recs, cid)
+    with container_root(recs, cid) as root:
+        _copy_in(root, src, cpath)
+
+
+def _copy_in(root: str, src: str | BinaryIO, cpath: str) -> None:
     dest = resolve_in(root, cpath, follow_last=True)
     if not isinstance(src, str):
         if not os.path.isdir(dest):

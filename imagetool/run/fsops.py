@@ -6,11 +6,13 @@ created) have one: an exited container's overlay is gone with its run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import tarfile
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 from imagetool.run.containers import ContainerError, Records
@@ -41,6 +43,31 @@ def _paths(recs: Records, cid: str, merged: bool = True) -> tuple[str, str, list
         layers = []
     snaps = snapshots.Snapshots(recs.root)
     return rootfs, upper, [snaps.path(d) for d in layers]
+
+
+@contextlib.contextmanager
+def merged_view(recs: Records, cid: str) -> Iterator[str]:
+    """An exited container's filesystem: its kept changes over its image's layers, mounted
+    (read-write: cp into it changes what the next start sees) for the `with` only."""
+    from imagetool import snapshots
+    _rootfs, upper, lowers = _paths(recs, cid, merged=False)
+    if not lowers:
+        raise ContainerError(f"container {cid[:12]}: its image has no layers")
+    target, work = recs.path(cid, "view"), recs.path(cid, "view-work")
+    for d in (target, work):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    if not all(os.path.isdir(lo) for lo in lowers):
+        raise ContainerError(f"container {cid[:12]}: its image's layer snapshots are gone "
+                             "(start it once to make them again)")
+    snapshots.mount_overlay(lowers, upper, work, target)
+    try:
+        yield target
+    finally:
+        snapshots.unmount(target)
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(target)
 
 
 def _skip(rel: str, st: os.stat_result) -> bool:
@@ -74,7 +101,15 @@ def diff(recs: Records, cid: str) -> list[str]:
 
 def export(recs: Records, cid: str, out: IO[bytes]) -> None:
     """A tar of the container's merged filesystem (the overlay as the host sees it)."""
+    if not os.path.ismount(recs.path(cid, "bundle", "rootfs")):
+        with merged_view(recs, cid) as root:
+            _export(root, out)
+        return
     rootfs, _upper, _lowers = _paths(recs, cid)
+    _export(rootfs, out)
+
+
+def _export(rootfs: str, out: IO[bytes]) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for dirpath, dirs, files in os.walk(rootfs):
             dirs.sort()

@@ -4,11 +4,13 @@ pause/unpause, rename, top, stats, port, attach, container prune and the command
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 
@@ -182,9 +184,24 @@ def test_a_stopped_container_keeps_its_changes(env, it):
     assert imagetool(env["root"], "start", "-a", "keep", check=False).returncode == 0
     it("restart", "keep")
     assert it("wait", "keep").stdout == b"0\n"
+    # cp both ways and export work on the exited container too
+    out = os.path.join(env["dir"], "count.out")
+    it("cp", "keep:/count", out)
+    with open(out) as f:
+        assert f.read() == "run\nrun\nrun\n"
+    with open(out, "w") as f:
+        f.write("from the host\n")
+    it("cp", out, "keep:/fromhost")
+    tar = subprocess.run([IMAGETOOL, "--root", env["root"], "export", "keep"],
+                         capture_output=True, timeout=60, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        assert {"count", "fromhost", "bin/busybox"} <= set(tf.getnames())
+        assert "bin/vi" not in tf.getnames()
+    assert not os.path.ismount(Records(env["root"]).path(
+        Records(env["root"]).resolve("keep"), "view"))
     iid = it("commit", "keep", "kept:1").stdout.decode().strip()
-    assert it("run", "--rm", "--network", "none", "kept:1", "cat", "/count").stdout == \
-        b"run\nrun\nrun\n"
+    assert it("run", "--rm", "--network", "none", "kept:1", "cat", "/count",
+              "/fromhost").stdout == b"run\nrun\nrun\nfrom the host\n"
     cdir = Records(env["root"]).path(Records(env["root"]).resolve("keep"))
     assert os.path.isdir(os.path.join(cdir, "upper"))
     it("rm", "keep")
