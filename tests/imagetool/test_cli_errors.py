@@ -65,4 +65,5 @@ def test_every_imagetool_error_class_has_the_one_root():
                     and f"{obj.__module__}.{obj.__qualname__}" not in internal
                     and not issubclass(obj, ImagetoolError)):
                 strays.append(f"{obj.__module__}.{obj.__qualname__}")
-    assert strays == []
+    assert strays == [], ("derive these from imagetool.errors.ImagetoolError (keep ValueError "
+                          "as a second base if it is one): " + ", ".join(strays))
