@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import sys
 
-# verbs that never touch image files or containers: no namespace needed
-OUTSIDE = frozenset({"login", "logout", "version", "help"})
+# verbs that never touch image files or containers: no namespace needed; and exec, which
+# joins a running container's namespaces: the container's user namespace is a child of the
+# one its monitor entered, so only the host user (its owner) may join it, not a fresh one
+OUTSIDE = frozenset({"login", "logout", "version", "help", "exec"})
 
 
 def maybe_enter(verb: str | None) -> None:

@@ -124,6 +124,9 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     host = rec["HostConfig"]
     tty = bool((rec.get("Config") or {}).get("Tty"))
     mode = host.get("NetworkMode", "bridge")
+    slirp = _slirp(mode)  # user-mode networking in place of a bridge (rootless.slirp)
+    if slirp is not None:
+        mode = "none"
     user_net = mode if mode not in ("bridge", "host", "none") else None
     bridged = mode == "bridge" or user_net is not None
     bundle = recs.path(cid, "bundle")
@@ -181,6 +184,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             network.setup_container_side(info, cid, pid)
         elif mode == "none":
             network.setup_container_side(None, cid, pid)
+        if slirp is not None:
+            slirp.start(pid, host.get("PortBindings") or [])
         if user_net is not None and info is not None:  # names known before it runs
             from imagetool.run import usernet
             with recs.lock():
@@ -199,7 +204,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
         with recs.lock():
             rec = recs.load(cid)
             rec["State"].update(Status="running", Running=True, Pid=pid, StartedAt=now())
-            rec["NetworkSettings"] = dict(net, Ports=[p.port for p in proxies])
+            rec["NetworkSettings"] = dict(net, Ports=[p.port for p in proxies] +
+                                          (slirp.ports if slirp is not None else []))
             recs.save(rec)
         event_log.record(store_root, "start", rec)
     except BaseException as e:  # noqa: BLE001 - reported to the caller, then cleaned up
@@ -207,6 +213,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
         _send(status_w, {"error": str(e) or type(e).__name__})
         for p in proxies:
             p.close()
+        if slirp is not None:
+            slirp.close()
         for fd in (master, in_fd):
             if fd is not None and fd >= 0:
                 os.close(fd)
@@ -224,6 +232,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                   in_fd, master if tty else None)
     for p in proxies:
         p.close()
+    if slirp is not None:
+        slirp.close()
     if not host.get("AutoRemove"):
         try:
             from imagetool.run.lifecycle import keep_upper
@@ -460,3 +470,9 @@ def _rl() -> bool | None:
     """Rootless inside imagetool's user namespace (uid 0 there, no host cgroups)."""
     from imagetool.rootless.paths import rootless
     return True if rootless() else None
+
+
+def _slirp(mode: str) -> Any:
+    """A rootless.slirp.Slirp when this container's network is slirp4netns, else None."""
+    from imagetool.rootless import slirp
+    return slirp.Slirp() if slirp.wanted(mode) else None

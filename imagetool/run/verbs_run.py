@@ -44,10 +44,10 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
             port, _, proto = key.partition("/")
             if port.isdigit() and (int(port), proto or "tcp") not in taken:
                 pbind.append(ports.parse(f"0.0.0.0::{port}/{proto or 'tcp'}"))
-    if args.network not in ("bridge", "host", "none"):
+    if args.network not in ("bridge", "host", "none", "slirp4netns"):
         from imagetool.run import usernet
         usernet.load(args.root, args.network)  # a user network: it must exist
-    elif pbind and args.network != "bridge":
+    elif pbind and args.network not in ("bridge", "slirp4netns"):
         raise ContainerError("-p needs --network bridge (or a user network)")
     for item in args.add_host or []:
         name, sep, addr = item.partition(":")
