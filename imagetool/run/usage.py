@@ -65,7 +65,10 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
             print(f"imagetool: '{argv[vi]} {argv[vi + 1]}' is not an imagetool verb; "
                   f"{argv[vi]} has: {', '.join(sorted(GROUPS[argv[vi]]))}", file=sys.stderr)
             sys.exit(2)
+        shown = f"{argv[vi]} {argv[vi + 1]}"
         argv = [*argv[:vi], target, *argv[vi + 2:]]
+    else:
+        shown = None
     verb = argv[vi] if vi >= 0 else None
     if verb is not None and verb not in subs:
         near = difflib.get_close_matches(verb, list(subs), n=1, cutoff=0.6)
@@ -89,4 +92,6 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
         print(f"imagetool: {verb or ''}{': ' if verb else ''}{what}: {bad}\n"
               f"See 'imagetool {verb + ' ' if verb else ''}--help'.", file=sys.stderr)
         sys.exit(code)
+    if shown is not None:
+        args.verb = shown  # messages name the verb as it was typed: `network create: ...`
     return args

@@ -154,6 +154,8 @@ def test_errors_name_their_verb_and_usage_is_the_verbs(root):
     assert p.returncode == 125 and "usage: imagetool run" in p.stderr.decode()
     p = imagetool(root, "inspect", "busybox", check=False)
     assert p.returncode == 1 and p.stderr.decode().startswith("imagetool: inspect: ")
+    p = imagetool(root, "volume", "rm", "nosuch", check=False)  # a group's verb, as typed
+    assert p.returncode == 1 and p.stderr.decode().startswith("imagetool: volume rm: ")
 
 
 def test_every_flag_has_a_help_line():
