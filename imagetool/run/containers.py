@@ -13,10 +13,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 RECORD = "container.json"
 
 
-class ContainerError(Exception):
+class ContainerError(ImagetoolError):
+    """A container verb failed for a reason the user can act on."""
     pass
 
 

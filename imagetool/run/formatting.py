@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from imagetool.errors import ImagetoolError
 from imagetool.gotemplate import TemplateError, format_rows, render
 
 
-class FormatError(ValueError):
+class FormatError(ImagetoolError, ValueError):
     pass
 
 

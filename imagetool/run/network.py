@@ -24,10 +24,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 DEFAULT = {"bridge": "imagetool0", "subnet": "10.88.0.0/16"}
 
 
-class NetworkError(Exception):
+class NetworkError(ImagetoolError):
     pass
 
 

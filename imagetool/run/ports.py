@@ -12,10 +12,12 @@ import socket
 import threading
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 UDP_IDLE = 90.0
 
 
-class PortError(Exception):
+class PortError(ImagetoolError):
     pass
 
 
