@@ -540,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.geteuid() != 0 and argv is None:  # an ordinary user: into a user namespace first
+        from imagetool.rootless.entry import maybe_enter
+        maybe_enter(sys.argv[1:])
     p = build_parser()
     from imagetool.run.usage import parse_args
     args = parse_args(p, sys.argv[1:] if argv is None else argv)
@@ -547,9 +550,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         p.print_help()
         return 0
-    if os.geteuid() != 0:  # an ordinary user: the store verbs run in a user namespace
-        from imagetool.rootless.entry import maybe_enter
-        maybe_enter(args.verb)
     try:
         return args.fn(args)
     except UsageError as e:

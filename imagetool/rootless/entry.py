@@ -1,7 +1,10 @@
 """Where imagetool's command line hands over to rootless mode: for an ordinary user, every
 verb that touches the store or containers runs inside a user namespace (subids.plan's map,
 entered by userns.enter) as the mapped root, so layers unpack with their owners and the
-runtime (pyrunc) runs rootless in there. Root, and a process already inside, pass through."""
+runtime (pyrunc) runs rootless in there. Root, and a process already inside, pass through.
+
+This runs before the argument parser is even built (the process re-executes itself inside,
+so whatever the first image imported is paid twice): the verb is found by a light scan."""
 
 from __future__ import annotations
 
@@ -12,17 +15,40 @@ import sys
 # joins a running container's namespaces: the container's user namespace is a child of the
 # one its monitor entered, so only the host user (its owner) may join it, not a fresh one
 OUTSIDE = frozenset({"login", "logout", "version", "help", "exec"})
+GROUPS = frozenset({"container", "image", "system", "network", "volume", "builder"})
+GLOBAL_WITH_VALUE = frozenset({"--root"})
 
 
-def maybe_enter(verb: str | None) -> None:
-    """Enter the user namespace when this is an ordinary user running a store verb; a
-    missing subordinate range is a warning (single-id fallback), other problems one line and
-    exit 125."""
+def verb_of(argv: list[str]) -> str | None:
+    """The verb of an imagetool command line (`container exec` gives exec), or None."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if a.startswith("-"):
+            if a in ("-h", "--help", "--version"):
+                return None
+            i += 1
+            continue
+        if a in GROUPS and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            return argv[i + 1]
+        return a
+    return None
+
+
+def maybe_enter(argv: list[str]) -> None:
+    """Re-execute this command inside the user namespace when an ordinary user runs a store
+    verb; a missing subordinate range is a warning (single-id fallback), other problems one
+    line and exit 125."""
+    verb = verb_of(argv)
     if verb is None or verb in OUTSIDE or os.geteuid() == 0:
         return
-    from imagetool.rootless import subids, userns
+    from imagetool.rootless import userns
     if userns.inside():
         return
+    from imagetool.rootless import subids
     try:
         m = subids.plan()
     except subids.SubidError as e:

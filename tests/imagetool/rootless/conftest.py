@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -92,14 +93,21 @@ def _kill_users_processes(name: str) -> None:
         uid = pwd.getpwnam(name).pw_uid
     except KeyError:
         return
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                os.kill(int(pid), 9)
-        except OSError:
-            continue
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    left += 1
+                    os.kill(int(pid), 9)
+            except OSError:
+                continue
+        if not left:
+            return
+        time.sleep(0.05)
 
 
 def _unmount_under(top: str) -> None:
