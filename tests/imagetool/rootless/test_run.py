@@ -123,3 +123,14 @@ def test_run_without_subids_is_single_id_with_warning(ruser):
     # other owners become the user's (0 inside)
     assert r.stdout.split("\n")[:4] == ["/f1000 0:0", "/f65534 0:0", "/d1000 0:0", "0"]
     assert _leftovers(ruser) == []
+
+
+def test_host_network(imported):
+    u = imported
+    r = u.imagetool("run", "--rm", "--network", "host", "busybox", "sh", "-c",
+                    "ls /sys/class/net; id -u")
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.split()
+    assert names[-1] == "0"
+    assert set(names[:-1]) == set(os.listdir("/sys/class/net"))
+    assert _leftovers(u) == []
