@@ -500,7 +500,9 @@ class Builder(RunSteps, CopySteps):
                 else:
                     self._copy(p, state, step, merged, images, states)
             except (layers.LayerError, convert.ConvertError, OSError) as e:
-                raise fail(p, step.instruction, f"{ins.NAME} failed: {e}") from None
+                from imagetool.rootless.paths import unmapped_hint
+                raise fail(p, step.instruction,
+                           f"{ins.NAME} failed: {e}{unmapped_hint(e)}") from None
             if not os.listdir(upper):
                 return {"layer": None, "created": _rfc3339(self.epoch)}
             from imagetool.layer.generate import write_layer

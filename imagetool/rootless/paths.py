@@ -101,3 +101,18 @@ def overlay_xattr_ns() -> str:
     """"trusted." for root's snapshots, "user." for a rootless store's (overlayfs mounted with
     `userxattr` inside the user namespace: trusted.* is the host root's alone)."""
     return "user." if rootless() else "trusted."
+
+
+def unmapped_hint(e: BaseException) -> str:
+    """For an EINVAL from chown in a single-id namespace: what is wrong and the fix."""
+    import errno
+    if not isinstance(e, OSError) or e.errno != errno.EINVAL or not rootless() or can_chown():
+        return ""
+    import pwd
+    try:
+        name = pwd.getpwuid(host_uid()).pw_name
+    except KeyError:
+        name = str(host_uid())
+    from imagetool.rootless.subids import add_command
+    return (f" (an owner other than {name}: without subordinate ids only {name}'s own id is "
+            f"mapped; as root, run {add_command(name)})")

@@ -68,3 +68,40 @@ def test_build_as_user_equals_root_build(subuser):
         unmount_under(ctx)
         shutil.rmtree(ctx, ignore_errors=True)
     assert _leftovers(u) == []
+
+
+def test_without_subids_build_run_exec_and_chown_refusal(ruser):
+    """No range: the story without network works (files all the user's); COPY --chown to
+    another owner fails naming the cause and the command that adds a range."""
+    from tests.imagetool.rootless.conftest import REPO
+    u = ruser
+    d = os.path.join(u.home, "nosub")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    base = rootfs_tar(d)
+    os.chmod(base, 0o644)
+    assert u.imagetool("import", base, "busybox:latest").returncode == 0
+    r = u.imagetool("build", "-q", "-t", "app", os.path.join(REPO, "examples", "app"))
+    assert r.returncode == 0, r.stderr
+    r = u.imagetool("run", "-d", "--name", "w", "--network", "none", "app")
+    try:
+        assert r.returncode == 0, r.stderr
+        r = u.imagetool("exec", "w", "cat", "/srv/www/health.txt")
+        assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+        assert u.imagetool("stop", "-t", "2", "w").returncode == 0
+        assert u.imagetool("rm", "w").returncode == 0
+    finally:
+        u.imagetool("rm", "-f", "w")
+    ctx = os.path.join(u.home, "chown")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox:latest\nCOPY --chown=1000:1000 f /f\n")
+    with open(os.path.join(ctx, "f"), "w") as f:
+        f.write("x")
+    for p in (ctx, os.path.join(ctx, "Dockerfile"), os.path.join(ctx, "f")):
+        os.chmod(p, 0o755 if p == ctx else 0o644)
+    r = u.imagetool("build", "-q", "-t", "c", ctx)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert "COPY failed" in last and "usermod --add-subuids 100000-165535" in last, r.stderr
+    assert _leftovers(u) == []
