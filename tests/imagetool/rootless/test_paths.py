@@ -62,3 +62,33 @@ def test_no_runtime_dir_falls_back_to_a_private_tmp_dir(ruser):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+
+def test_verb_scan_before_the_parser():
+    from imagetool.rootless.entry import OUTSIDE, verb_of
+    assert verb_of(["--root", "/x", "--debug", "run", "--rm", "busybox"]) == "run"
+    assert verb_of(["container", "exec", "c", "true"]) == "exec"
+    assert verb_of(["container", "--help"]) == "container"
+    assert verb_of(["--version"]) is None and verb_of([]) is None
+    assert verb_of(["-h", "run"]) is None
+    assert {"exec", "login", "logout", "version"} <= OUTSIDE
+
+
+def test_foreign_tmp_state_dir_is_refused(ruser):
+    """/tmp/imagetool-run-UID made by someone else is never used."""
+    tmp = f"/tmp/imagetool-run-{ruser.uid}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp, 0o777)  # root's, world-writable: a trap another user could have set
+    try:
+        env = {k: v for k, v in ruser.env().items() if k != "XDG_RUNTIME_DIR"}
+        r = subprocess.run(["runuser", "-u", ruser.name, "--", "env", "-i",
+                            *(f"{k}={v}" for k, v in env.items()), PY, "-c",
+                            f"import sys; sys.path.insert(0, {REPO!r}); "
+                            "from imagetool.rootless.paths import state_dir; state_dir('x')"],
+                           capture_output=True, text=True, timeout=60)
+        if os.path.isdir(f"/run/user/{ruser.uid}"):
+            return
+        assert r.returncode != 0
+        assert f"{tmp} is not this user's directory: set XDG_RUNTIME_DIR" in r.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
