@@ -330,7 +330,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         started = provenance.now()
     if not args.quiet:
         _announce_context(args.context)
-    res = build(_store(args), opts, out=(lambda s: None) if args.quiet else _once_each())
+    res = build(_store(args), opts, out=(lambda s: None) if args.quiet else _print_line)
     if not args.tag and not args.output:  # docker keeps it as a <none> image
         _store(args).keep_unnamed(res.manifest)
     if args.provenance:
@@ -359,19 +359,8 @@ def _announce_context(context: str, threshold: int = 50_000_000) -> None:
               "out)", file=sys.stderr, flush=True)
 
 
-def _once_each() -> Any:
-
-    """The builder's output printer, each warning printed once (the builder's planner
-    reports the Dockerfile's warnings along with its own: the same line twice)."""
-    seen: set[str] = set()
-
-    def out(line: str) -> None:
-        if line.startswith("warning: "):
-            if line in seen:
-                return
-            seen.add(line)
-        print(line, flush=True)
-    return out
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def cmd_planned(args: argparse.Namespace) -> int:

@@ -168,7 +168,7 @@ class Builder(RunSteps, CopySteps):
             if why:
                 raise BuildError(f"{p.filename}:{sp.line}: FROM --platform={sp.platform}: "
                                  f"{why}")
-        for w in dfile.warnings + p.warnings:
+        for w in p.warnings:   # the plan carries the Dockerfile's warnings with its own
             self.out(f"warning: {w}")
         self.ignore = DockerIgnore.load(self.context, self.dockerfile_path)
         p.check_context(self.context, self.ignore)
