@@ -6,9 +6,9 @@ runtime's state at $XDG_RUNTIME_DIR/imagetool/runtime. Without XDG_RUNTIME_DIR (
 su set none), /run/user/<uid> is used when it is the user's, else /tmp/imagetool-run-<uid>
 (made 0700 and refused if someone else owns it). `--root` overrides the store only.
 
-"Rootless" means: not root on the host. A process already inside imagetool's own user
-namespace (uid 0 there, mapped to the user) is still rootless; IMAGETOOL_ROOTLESS_UID, set when
-imagetool enters one, names the host user it stands for."""
+"Rootless" means: not root. A process inside imagetool's own user namespace (uid 0 there,
+mapped to the user; IMAGETOOL_ROOTLESS_USERNS=1) is still rootless, and
+IMAGETOOL_ROOTLESS_UID names the host user it stands for."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from imagetool.errors import ImagetoolError
 
 ROOT_STORE = "/var/lib/imagetool"
 ENV_UID = "IMAGETOOL_ROOTLESS_UID"
+ENV_INSIDE = "IMAGETOOL_ROOTLESS_USERNS"
 
 
 class RootlessPathError(ImagetoolError):
@@ -43,8 +44,11 @@ def host_uid() -> int:
 
 
 def rootless() -> bool:
-    """True unless this is root in the initial user namespace."""
-    return os.geteuid() != 0 or not _map_identity()
+    """True for an ordinary user, and inside the user namespace imagetool entered for one;
+    root anywhere else (a container's root included) keeps root's behaviour."""
+    if os.geteuid() != 0:
+        return True
+    return os.environ.get(ENV_INSIDE) == "1" and not _map_identity()
 
 
 def default_store() -> str:
@@ -91,7 +95,7 @@ def can_chown() -> bool:
     namespace that maps more than one id (a single-id map has nobody else to give files to)."""
     if os.geteuid() != 0:
         return False
-    if _map_identity():
+    if not rootless():
         return True
     with open("/proc/self/uid_map") as f:
         return sum(int(line.split()[2]) for line in f if line.strip()) > 1

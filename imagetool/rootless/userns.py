@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-from imagetool.rootless.paths import ENV_UID
+from imagetool.rootless.paths import ENV_INSIDE, ENV_UID
 from imagetool.rootless.subids import IdMap, SubidError, which
 
-ENV_INSIDE = "IMAGETOOL_ROOTLESS_USERNS"
 CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
 
 

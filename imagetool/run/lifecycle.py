@@ -161,6 +161,10 @@ def _edit_config(path: str, host: dict[str, Any], mounts: list[dict[str, Any]]) 
         spec = json.load(f)
     linux = spec.setdefault("linux", {})
     linux.setdefault("resources", {}).update(host.get("Resources") or {})
+    from imagetool.rootless.paths import rootless
+    if rootless():
+        from imagetool.rootless.spec import adapt
+        adapt(spec, host)
     if host.get("ReadonlyRootfs"):
         spec["root"]["readonly"] = True
     spec["mounts"] = list(spec.get("mounts") or []) + mounts

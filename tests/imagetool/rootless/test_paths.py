@@ -92,3 +92,18 @@ def test_foreign_tmp_state_dir_is_refused(ruser):
         assert f"{tmp} is not this user's directory: set XDG_RUNTIME_DIR" in r.stderr
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_root_in_another_user_namespace_keeps_roots_defaults():
+    """Root inside some other user namespace (a container's root) is not imagetool's
+    rootless mode: only the namespace imagetool enters for a user is."""
+    code = (f"import sys; sys.path.insert(0, {REPO!r}); "
+            "from imagetool.rootless import paths; "
+            "print(open('/proc/self/uid_map').read().split(), paths.default_store())")
+    r = subprocess.run(["unshare", "--user", "--map-root-user", PY, "-c", code],
+                       capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items()
+                            if not k.startswith("IMAGETOOL_ROOTLESS")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("['0', '0', '1'] ")  # root mapped alone: not the host's map
+    assert r.stdout.split()[-1] == "/var/lib/imagetool"
