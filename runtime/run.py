@@ -45,6 +45,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool, log: Logger) -> int:
             conn, _ = listener.accept()
             _name, master = recv_fd(conn)
             conn.close()
+            _copy_window_size(master, only_if_unset=True)
         try:
             c.start(log.warn)
         except PyruncError:
@@ -92,8 +93,27 @@ def _wait(pid: int) -> int:
             128 + os.WTERMSIG(status)
 
 
+def _copy_window_size(master: int, only_if_unset: bool = False) -> None:
+    """Give the container's pty our terminal's size, as runc does (process.consoleSize, when
+    the config has one, already sized it: `only_if_unset` leaves that alone)."""
+    if not os.isatty(0):
+        return
+    import fcntl
+    import termios
+    try:
+        if only_if_unset:
+            cur = fcntl.ioctl(master, termios.TIOCGWINSZ, b"\0" * 8)
+            if cur[:4] != b"\0" * 4:
+                return
+        size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
 def _proxy_and_wait(pid: int, master: int) -> int:
-    """Copy stdin -> pty and pty -> stdout until the pty closes, then reap."""
+    """Copy stdin -> pty and pty -> stdout until the pty closes, then reap; the caller's
+    window size follows resizes (SIGWINCH)."""
     import select
     import termios
     import tty
@@ -101,6 +121,7 @@ def _proxy_and_wait(pid: int, master: int) -> int:
     if os.isatty(0):
         saved = termios.tcgetattr(0)
         tty.setraw(0)
+        signal.signal(signal.SIGWINCH, lambda _n, _f: _copy_window_size(master))
     try:
         fds = [master, 0]
         while True:

@@ -133,3 +133,48 @@ def test_bad_console_size_is_refused(pyrunc, bundle, tmp_path):
     err = p.stderr.decode().strip()
     assert p.returncode != 0 and "process.consoleSize.height" in err, err
     assert len(err.splitlines()) == 1 and not os.path.exists(os.path.join(pyrunc.root, cid))
+
+
+def _run_on_a_pty(argv: list[str], rows: int, cols: int, timeout: float = 30) -> bytes:
+    """argv on a fresh pseudo-terminal of the given size (its controlling tty); what it wrote
+    there until it exited."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.close(master)
+        os.waitpid(pid, 0)
+    return out
+
+
+def test_run_with_terminal_takes_the_callers_window_size(pyrunc, bundle):
+    """`pyrunc run` of a terminal: true config on a terminal sizes the container's pty as the
+    caller's, as runc does (a config's consoleSize would win)."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "echo size $(stty size)"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    out = _run_on_a_pty([pyrunc.binary, "--root", pyrunc.root, "run", "--bundle", bundle.path,
+                         cid], 33, 101)
+    assert b"size 33 101" in out, out
