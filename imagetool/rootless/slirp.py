@@ -23,12 +23,14 @@ import tempfile
 import time
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 READY_TIMEOUT = 10.0
 GUEST_ADDR = "10.0.2.100"
 TUN = "/dev/net/tun"
 
 
-class SlirpError(Exception):
+class SlirpError(ImagetoolError):
     pass
 
 
