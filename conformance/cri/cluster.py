@@ -57,6 +57,17 @@ def netns_names() -> set[str]:
         return set()
 
 
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+def _read_ip_forward() -> str | None:
+    try:
+        with open(IP_FORWARD) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def pids_with_arg(arg: str) -> list[int]:
     """Processes whose command line contains `arg` as one argument (our shims)."""
     found = []
@@ -97,6 +108,8 @@ class CRIContainerd:
         self.client: Any = None
         self.wrappers: dict[str, Any] = {}  # handler -> argv-logging wrapper, when used
         self.netns_before = netns_names()
+        # the CNI bridge plugin turns ip_forward on for a gateway bridge: put it back after
+        self.ip_forward_before = _read_ip_forward()
 
     def runtime_root(self, handler: str) -> str:
         """The `--root` containerd-shim-runc-v2 passes the handler's binary."""
@@ -274,6 +287,9 @@ state = "{self.top}/state"
                 subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         problems += self.remove_cgroup_parent()
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        if self.ip_forward_before is not None and _read_ip_forward() != self.ip_forward_before:
+            with open(IP_FORWARD, "w") as f:
+                f.write(self.ip_forward_before)
         problems += unmount_and_remove(self.top)
         return problems
 
