@@ -18,7 +18,6 @@ import base64
 import http.client
 import json
 import os
-import re
 import socket
 import ssl
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from imagetool import __version__
 from imagetool.registry.config import RegistryConfig, in_network, is_loopback
 from imagetool.registry.errors import TransportError
+from imagetool.registry.tls import speaks_no_tls, tls_context, transport_error
 
 USER_AGENT = f"imagetool/{__version__}"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -91,31 +91,6 @@ def _parse_retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return when.timestamp() - time.time()
-
-
-def tls_context(cert_dir: str | None, verify: bool = True) -> ssl.SSLContext:
-    """System CAs, plus every *.crt of a certs.d dir, plus its *.cert/*.key client pairs."""
-    ctx = ssl.create_default_context()
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if not cert_dir:
-        return ctx
-    import glob
-    for ca in sorted(glob.glob(os.path.join(cert_dir, "*.crt"))):
-        try:
-            ctx.load_verify_locations(cafile=ca)
-        except (ssl.SSLError, OSError) as e:
-            raise TransportError(f"{ca}: not a usable CA certificate ({e})") from None
-    for cert in sorted(glob.glob(os.path.join(cert_dir, "*.cert"))):
-        key = cert[:-len(".cert")] + ".key"
-        if not os.path.exists(key):
-            raise TransportError(f"{cert}: client certificate without {key}")
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as e:
-            raise TransportError(f"{cert}: not a usable client certificate ({e})") from None
-    return ctx
 
 
 def origin(url: str) -> tuple[str, str]:
@@ -310,7 +285,7 @@ class Transport:
             try:
                 resp = self.send("GET", f"{tls}/v2/", registry=registry, retry=retry)
             except TransportError as e:
-                if not _speaks_no_tls(e.__cause__):
+                if not speaks_no_tls(e.__cause__):
                     raise
                 # plain HTTP after all (that answered 400): let the caller see that answer
                 resp = self.send("GET", f"{plain}/v2/", registry=registry, retry=retry)
@@ -322,7 +297,7 @@ class Transport:
         try:
             return self.send("GET", f"{base}/v2/", registry=registry, retry=retry)
         except TransportError as e:
-            no_tls = isinstance(e.__cause__, ssl.SSLError) and _speaks_no_tls(e.__cause__)
+            no_tls = isinstance(e.__cause__, ssl.SSLError) and speaks_no_tls(e.__cause__)
             if not base.startswith("https://") or not (
                     self.config.is_insecure(registry) or is_loopback(registry) and no_tls):
                 raise
@@ -364,7 +339,7 @@ class Transport:
             try:
                 resp = self._follow(method, url, headers, body, stream, registry)
             except ssl.SSLError as e:  # certificates and handshakes don't get better by retrying
-                raise _transport_error(registry, url, e) from e
+                raise transport_error(registry, url, e) from e
             except ConnectionDropped as e:
                 if attempt + 1 >= policy.attempts:
                     raise TransportError(str(e)) from e.__cause__
@@ -373,7 +348,7 @@ class Transport:
                 continue
             except (OSError, http.client.HTTPException) as e:
                 if attempt + 1 >= policy.attempts:
-                    raise _transport_error(registry, url, e) from e
+                    raise transport_error(registry, url, e) from e
                 time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
@@ -560,49 +535,3 @@ def _send_file(sock: socket.socket, body: FileBody) -> None:
             left -= n
             if body.progress:
                 body.progress(n)
-
-
-def _is_verify_failure(e: BaseException | None) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cur):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
-
-
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "record layer failure", "unknown protocol",
-            "http request", "PACKET_LENGTH_TOO_LONG")
-
-
-def _speaks_no_tls(e: BaseException | None) -> bool:
-    """The handshake failed because the server answered in plain HTTP (not a refused or
-    missing certificate, which must stay an error)."""
-    return (isinstance(e, ssl.SSLError) and not _is_verify_failure(e)
-            and any(m.lower() in str(e).lower() for m in _NOT_TLS))
-
-
-def _ssl_reason(e: BaseException) -> str:
-    """The innermost SSL message, e.g. `tlsv13 alert certificate required`."""
-    m = re.search(r"\[SSL: [A-Z0-9_]+\] ([^(]+?)\s*\(_ssl", str(e))
-    return m.group(1) if m else "see the registry's TLS setup"
-
-
-def _transport_error(registry: str, url: str, e: BaseException) -> TransportError:
-    if isinstance(e, ssl.SSLError):
-        if _is_verify_failure(e):
-            return TransportError(
-                f"{registry}: TLS certificate not trusted (put its CA in certs.d/{registry}/ca.crt"
-                f" or mark the registry insecure)")
-        return TransportError(f"{registry}: TLS handshake failed ({_ssl_reason(e)})")
-    if isinstance(e, TimeoutError):
-        return TransportError(f"{registry}: timed out on {url}")
-    reason = str(e) or type(e).__name__
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "Temporary failure in name resolution", "Connection reset"):
-        if marker in reason:
-            reason = marker.lower()
-            break
-    return TransportError(f"{registry}: cannot connect ({reason}) for {url}")
