@@ -202,10 +202,13 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     """Past events since --since (default: none, as docker: only new ones), then new ones
     until --until or Ctrl-C."""
-    from imagetool.run import events
+    from imagetool.run import eventfilter, events
+    flt = eventfilter.parse(args.filter)
     since = events.parse_when(args.since) if args.since else time.time()
     until = events.parse_when(args.until) if args.until else None
     for e in events.read(args.root, since, until, follow=until is None or until > time.time()):
+        if not eventfilter.matches(flt, e):
+            continue
         if args.format:
             from imagetool.run.formatting import print_docs
             print_docs([e], args.format)
@@ -239,4 +242,6 @@ def register(verb: Any) -> None:
     sp.add_argument("--since", metavar="WHEN", help="a time (RFC 3339, unix seconds) or an "
                     "age (10m, 1h): also past events from then")
     sp.add_argument("--until", metavar="WHEN", help="stop at this time")
+    sp.add_argument("-f", "--filter", metavar="KEY=VALUE", action="append",
+                    help="container=, event=, type=, image=, label=... (repeatable)")
     sp.add_argument("--format", metavar="TEMPLATE", help="a Go template, or json")
