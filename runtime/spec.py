@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import OCI_VERSION, jsonio
+from runtime import jsonio
 from runtime.errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -286,12 +286,15 @@ def namespaces(spec: Spec) -> dict[str, str]:
 
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+BUNDLE_VERSION = "1.0.2"  # the newest spec version default_spec's fields need
 
 
 def default_spec(rootless: bool = False) -> Spec:
-    """What `pyrunc spec` writes: runc's defaults, so bundles move between the two unchanged."""
+    """What `pyrunc spec` writes: runc's defaults, so bundles move between the two unchanged.
+    It uses no field newer than runtime-spec 1.0.2 and says so (BUNDLE_VERSION), so older
+    runtimes (crun 1.8 refuses "1.3.0") take it too; pyrunc itself implements OCI_VERSION."""
     spec: Spec = {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": BUNDLE_VERSION,
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},
