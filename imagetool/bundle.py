@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, cast
 
 from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
+from imagetool.atomicfile import atomic_file
 from imagetool.errors import ImagetoolError
 from imagetool.store import Store, StoreError
 
@@ -83,12 +84,9 @@ def _hostname(bundle: str) -> str:
 
 
 def _atomic_json(path: str, obj: Any, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_file(path, mode, text=True, durable=False) as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
 
 
 def _copy_tree(src: str, dst: str) -> None:

@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any
 
-from imagetool.errors import ImagetoolError
+from imagetool.users import ConvertError, resolve_user  # noqa: F401  (this module's API)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_SECCOMP = "/usr/share/containers/seccomp.json"
@@ -74,71 +74,6 @@ def default_mounts() -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
     ]
-
-
-class ConvertError(ImagetoolError, ValueError):
-    """The image config cannot become a runtime spec (no command, unknown user, ...)."""
-
-
-# -- users -------------------------------------------------------------------------------------
-def _table(data: bytes | None) -> list[list[str]]:
-    if not data:
-        return []
-    rows = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            rows.append(line.split(":"))
-    return rows
-
-
-def _num(text: str) -> int | None:
-    return int(text) if text.isdigit() and int(text) < 2 ** 32 - 1 else None
-
-
-def resolve_user(spec: str, passwd: bytes | None, group: bytes | None) -> dict[str, Any]:
-    """Docker's USER grammar (user, uid, user:group, uid:gid, ...) against the rootfs's
-    /etc/passwd and /etc/group contents (None when absent). Returns {uid, gid,
-    additionalGids, home}: additionalGids holds the primary group and, unless a group was
-    named, every group listing the user as a member. A name that is not in the files is an
-    error; a number need not be (gid 0 and home / then, as in runc)."""
-    user_part, _, group_part = (spec or "").partition(":")
-    users = [r for r in _table(passwd) if len(r) >= 7]
-    groups = [r for r in _table(group) if len(r) >= 3]
-    uid, gid, home, name = 0, 0, "/", "root" if not user_part else None
-    entry = None
-    if not user_part:
-        entry = next((r for r in users if _num(r[2]) == 0), None)
-    elif (n := _num(user_part)) is not None:
-        uid = n
-        entry = next((r for r in users if _num(r[2]) == n), None)
-    else:
-        entry = next((r for r in users if r[0] == user_part), None)
-        if entry is None:
-            where = "passwd file" if passwd is not None else "passwd file (none in the image)"
-            raise ConvertError(f"unable to find user {user_part}: no matching entries in "
-                               f"{where}")
-    if entry is not None:
-        name, home = entry[0], entry[5] or "/"
-        uid = n_uid if (n_uid := _num(entry[2])) is not None else uid
-        gid = n_gid if (n_gid := _num(entry[3])) is not None else 0
-    extra: list[int] = []  # the primary group goes first, as docker lists it
-    if group_part:
-        if (n := _num(group_part)) is not None:
-            gid = n
-        else:
-            g = next((r for r in groups if r[0] == group_part), None)
-            if g is None or _num(g[2]) is None:
-                raise ConvertError(f"unable to find group {group_part}: no matching entries "
-                                   "in group file")
-            gid = _num(g[2])  # type: ignore[assignment]
-    elif name:
-        for g in groups:
-            members = [m for m in g[3].split(",") if m] if len(g) > 3 else []
-            n = _num(g[2])
-            if name in members and n is not None and n != gid and n not in extra:
-                extra.append(n)
-    return {"uid": uid, "gid": gid, "home": home, "additionalGids": [gid, *extra]}
 
 
 # -- seccomp -----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import os
 import tarfile
 from typing import Any
 
+from imagetool.atomicfile import atomic_file
+
 CACHE = os.path.join("cache", "layer-sizes.json")
 
 
@@ -56,8 +58,6 @@ def image_size(store: Any, manifest: dict[str, Any]) -> int:
     if changed:
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
+            with atomic_file(path, text=True, durable=False) as f:
                 json.dump(cache, f)
-            os.rename(tmp, path)
     return total

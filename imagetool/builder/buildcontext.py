@@ -8,12 +8,12 @@ into step keys; plan.py checks sources exist; copy_step.py and run_mounts.py rea
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterable
 from typing import Any
 
+from imagetool import digest as _digest
 from imagetool.errors import ImagetoolError
 
 from .dockerignore import DockerIgnore, go_clean, go_match, has_wildcards
@@ -29,14 +29,8 @@ class SourceError(ImagetoolError, ValueError):
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    """sha256 of a file's content, as `sha256:<hex>`."""
+    return _digest.of_file(os.fspath(path))[0]
 
 
 def resolve_in_root(root: str, rel: str, *, follow_last: bool = True) -> str:

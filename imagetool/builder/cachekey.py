@@ -17,11 +17,12 @@ A step's key is the sha256 of a canonical JSON document holding:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from imagetool import digest as _digest
 
 from . import dockerfile as df
 from .buildcontext import (  # noqa: F401  (re-exported: the context half's old home)
@@ -43,7 +44,7 @@ KEY_VERSION = 1
 def digest_of(document: Any) -> str:
     """sha256 of the canonical JSON form of `document` (sorted keys, no spaces, UTF-8)."""
     data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
+    return _digest.of_bytes(data.encode("utf-8"))
 
 
 def base_key(image: str, *, digest: str | None = None, platform: str | None = None) -> str:

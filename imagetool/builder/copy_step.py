@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imagetool import convert, layers
+from imagetool import layers, users
 
 from . import buildcontext, chmod, fetch, gitsource, parents
 from . import dockerfile as df
@@ -59,25 +59,11 @@ class CopySteps:
         bare id is used for both. An unknown name is an error naming the flag."""
         if not chown:
             return None
-        user, _, group = chown.partition(":")
-        passwd = convert._table(layers.read_file_in(merged, "/etc/passwd"))
-        groups = convert._table(layers.read_file_in(merged, "/etc/group"))
-
-        def look(name: str, table: list[list[str]], what: str) -> list[str]:
-            for r in table:
-                if len(r) >= 4 and r[0] == name and r[2].isdigit():
-                    return r
-            raise BuildError(f"{flag}={chown}: unable to find {what} {name}: no matching "
-                             f"entries in the {what} file")
-        uid = gid = 0
-        if user.isdigit():
-            uid = gid = int(user)
-        elif user:
-            row = look(user, passwd, "user")
-            uid, gid = int(row[2]), int(row[3]) if row[3].isdigit() else int(row[2])
-        if group:
-            gid = int(group) if group.isdigit() else int(look(group, groups, "group")[2])
-        return uid, gid
+        try:
+            return users.chown_ids(chown, layers.read_file_in(merged, "/etc/passwd"),
+                                   layers.read_file_in(merged, "/etc/group"))
+        except users.ConvertError as e:
+            raise BuildError(f"{flag}={chown}: {e}") from None
 
     def _copy_key_extra(self, p: BuildPlan, step: Step) -> dict[str, Any]:
         """What an ADD of URLs adds to its cache key: per http(s) URL the --checksum if given

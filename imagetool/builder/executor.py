@@ -38,13 +38,13 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from imagetool import convert, layers, snapshots
 from imagetool import mediatypes as mt
+from imagetool.atomicfile import atomic_file
 from imagetool.store import Store
 
 from . import cachekey, meta_step, run_mounts
@@ -412,10 +412,8 @@ class Builder(RunSteps, CopySteps):
 
     def _cache_put(self, key: str, rec: dict[str, Any]) -> None:
         path = self._cache_path(key)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "w") as f:
+        with atomic_file(path, text=True, durable=False) as f:
             json.dump(rec, f)
-        os.rename(tmp, path)
 
     def _fs_step(self, p: BuildPlan, state: StageState, step: Step, key: str,
                  images: dict[str, dict[str, Any]], states: dict[int, StageState]) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from imagetool import snapshots
 from imagetool.errors import ImagetoolError
+from imagetool.units import parse_bytes
 
 from . import buildcontext, cachekey
 from . import dockerfile as df
@@ -41,7 +42,6 @@ from .plan import Source
 
 CACHE_MOUNTS = "build-cache-mounts"
 SECRETS_TMPFS_SIZE = 16 << 20
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
 class MountError(ImagetoolError, ValueError):
@@ -186,7 +186,7 @@ def prepare(stack: contextlib.ExitStack, ins: df.Run, ctx: Context) -> Prepared:
         elif m.type == "tmpfs":
             opts = ["nosuid", "nodev"]
             if m.size:
-                opts.append(f"size={_bytes(m.size)}")
+                opts.append(f"size={parse_bytes(m.size)}")
             entry = {"type": "tmpfs", "source": "tmpfs", "options": opts}
         elif m.type == "cache":
             entry = _bind(_cache(stack, m, ctx, src), m.readonly)
@@ -212,11 +212,6 @@ def _target(m: df.Mount, workdir: str) -> str | None:
     if target == "/":
         raise MountError(f"invalid mount target {m.target!r}")
     return target
-
-
-def _bytes(size: str) -> int:
-    num, unit = df._SIZE.match(size).groups()  # type: ignore[union-attr]  # checked by parse
-    return int(num) * _UNITS[unit.lower()]
 
 
 def _bind(path: str, readonly: bool) -> dict[str, Any]:

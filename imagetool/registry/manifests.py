@@ -4,11 +4,11 @@ against the digest we asked for, the registry's Docker-Content-Digest, or the de
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from imagetool import digest as _digest
 from imagetool.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from imagetool.registry.client import RegistryClient
 from imagetool.registry.errors import DigestMismatch, ManifestError
@@ -24,7 +24,7 @@ MAX_MANIFEST = 4 * 1024 * 1024  # what the distribution spec lets registries ref
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
     if algorithm not in ("sha256", "sha512"):
         raise ManifestError(f"unsupported digest algorithm {algorithm!r}")
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    return _digest.of_bytes(data, algorithm)
 
 
 def verify_bytes(data: bytes, digest: str, size: int | None, what: str) -> None:

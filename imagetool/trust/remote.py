@@ -10,6 +10,8 @@ import os
 import tempfile
 from typing import Any
 
+from imagetool import digest
+from imagetool.atomicfile import atomic_file
 from imagetool.mediatypes import OCI_EMPTY, OCI_MANIFEST
 from imagetool.reference import Reference, parse
 from imagetool.registry.client import RegistryClient
@@ -91,19 +93,13 @@ def blob_to_file(client: RegistryClient, ref: Reference, desc: dict[str, Any],
     resp = client.request("GET", ref.repository, f"blobs/{desc['digest']}", stream=True)
     client.check(resp, what)
     h, n = hashlib.new(algo), 0
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=os.path.dirname(path) or ".")
-    try:
-        with resp, os.fdopen(fd, "wb") as f:
-            while chunk := resp.read(1 << 20):
-                h.update(chunk)
-                n += len(chunk)
-                f.write(chunk)
+    with resp, atomic_file(path, mode=0o600, durable=False) as f:
+        while chunk := resp.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+            f.write(chunk)
         if h.hexdigest() != want or n != desc.get("size", n):
             raise DigestMismatch(f"{what}: content does not match its descriptor")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def push_blob(client: RegistryClient, ref: Reference, data: bytes | None, media_type: str,
@@ -117,12 +113,8 @@ def push_blob(client: RegistryClient, ref: Reference, data: bytes | None, media_
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             path = tmp
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        desc = {"mediaType": media_type, "digest": f"sha256:{h.hexdigest()}",
-                "size": os.path.getsize(path), **extra}
+        blob_digest, size = digest.of_file(path)
+        desc = {"mediaType": media_type, "digest": blob_digest, "size": size, **extra}
         upload_blob(client, ref.repository, desc, path, what=ref.name)
         return desc
     finally:

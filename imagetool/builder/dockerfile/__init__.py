@@ -41,7 +41,6 @@ from .model import (
     instruction_from_dict,
 )
 from .parser import parse, parse_file, parse_instructions
-from .values import SIZE as _SIZE  # noqa: F401  (run_mounts reads tmpfs sizes with it)
 from .values import (
     check_chmod,
     check_digest,

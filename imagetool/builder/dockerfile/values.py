@@ -12,6 +12,7 @@ import os
 import re
 from typing import Any
 
+from imagetool.units import is_bytes, parse_duration  # noqa: F401  (parse_duration: API)
 from runtime import signals
 
 from .errors import InstructionError as _Fail
@@ -80,33 +81,6 @@ def parse_signal(text: str) -> int:
     return signals.parse(text)
 
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
-          "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> int:
-    """Go's time.ParseDuration (`1m30s`, `1.5h`, `300ms`) -> nanoseconds."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * int(round(total))
-
-
 _PROTOS = ("tcp", "udp", "sctp")
 
 
@@ -173,7 +147,6 @@ _MOUNT_KEYS = {
     "readwrite", "rw", "id", "sharing", "mode", "uid", "gid", "required", "size", "env",
 }
 _TARGET_KEYS = ("target", "dst", "destination")
-SIZE = re.compile(r"^(\d+)([kmgKMG]?)[bB]?$")
 
 
 def _csv_fields(spec: str) -> list[str]:
@@ -278,7 +251,7 @@ def parse_mount(spec: str, expand: Any = None) -> Mount:
         v = getattr(m, key)
         if v is not None and (checked or "$" not in v) and not v.isdigit():
             raise ValueError(f"invalid {key} {v!r}: want a number")
-    if m.size is not None and (checked or "$" not in m.size) and not SIZE.match(m.size):
+    if m.size is not None and (checked or "$" not in m.size) and not is_bytes(m.size):
         raise ValueError(f"invalid size {m.size!r}")
     only = {"sharing": ("cache",), "size": ("tmpfs",), "env": ("secret",),
             "from": ("bind", "cache"), "id": ("cache", "secret", "ssh")}
