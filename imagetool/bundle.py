@@ -30,10 +30,10 @@ import stat
 from typing import Any, BinaryIO, cast
 
 from imagetool import convert, layers, snapshots
-from imagetool import mediatypes as mt
 from imagetool.atomicfile import atomic_file
 from imagetool.errors import ImagetoolError
 from imagetool.store import Store, StoreError
+from imagetool.store.lookup import image_parts  # noqa: F401  (its old home: this API)
 
 MODES = ("copy", "overlay")
 METADATA = "imagetool.json"
@@ -44,39 +44,6 @@ class BundleError(ImagetoolError):
 
 
 # -- the image ---------------------------------------------------------------------------------
-def image_parts(store: Store, name: str) -> dict[str, Any]:
-    """{name, manifest_desc, manifest, config_desc, config, chain[(layer desc, diff_id)]} of
-    the image `name` (a store name; an index picks this host's platform)."""
-    from imagetool import views
-    desc = store.get_image(name)
-    if desc is None:
-        hits = views.resolve(store, name)
-        if len(hits) != 1:
-            raise BundleError(f"{name} matches {len(hits)} images ({', '.join(hits)})")
-        name = hits[0]
-        desc = store.get_image(name)
-        assert desc is not None
-    mdesc = views.platform_manifest(store, desc)
-    if mdesc is None:
-        raise BundleError(f"image {name}: no manifest for this platform in the store")
-    manifest = store.read_json(mdesc)
-    cdesc = manifest.get("config") or {}
-    config = store.read_json(cdesc)
-    ldescs = manifest.get("layers") or []
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != len(ldescs):
-        raise BundleError(f"image {name}: {len(ldescs)} layers but {len(diff_ids)} diff_ids "
-                          "in its config")
-    for d in ldescs:
-        if not mt.is_layer(d.get("mediaType")):
-            raise BundleError(f"image {name}: layer {d.get('digest')} has media type "
-                              f"{d.get('mediaType')!r}, not a filesystem layer")
-        if not store.has_blob(d["digest"]):
-            raise BundleError(f"image {name}: layer {d['digest']} is not in the store")
-    return {"name": name, "manifest_desc": mdesc, "manifest": manifest, "config_desc": cdesc,
-            "config": config, "chain": list(zip(ldescs, diff_ids, strict=True))}
-
-
 # -- helpers -----------------------------------------------------------------------------------
 def _hostname(bundle: str) -> str:
     base = re.sub(r"[^a-z0-9-]+", "-", os.path.basename(os.path.abspath(bundle)).lower())

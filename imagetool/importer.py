@@ -25,7 +25,7 @@ class ImportFailed(ImagetoolError, ValueError):
 
 def host_platform() -> dict[str, str]:
     """This machine as an OCI platform (GOARCH names: x86_64 -> amd64)."""
-    from imagetool.registry.platform import host
+    from imagetool.platform import host
     h = host()
     plat = {"architecture": h.architecture, "os": h.os}
     if h.variant:

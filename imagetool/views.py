@@ -10,83 +10,16 @@ from typing import Any
 
 from imagetool import mediatypes as mt
 from imagetool import reference
-from imagetool.store import REF_NAME, Store, StoreError
-
-
-class NotFound(StoreError):
-    pass
-
-
-def name_of(desc: dict[str, Any]) -> str | None:
-    return (desc.get("annotations") or {}).get(REF_NAME)
-
-
-def _is_digest_prefix(text: str) -> bool:
-    hexpart = text[7:] if text.startswith("sha256:") else text
-    return 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
-
-
-def resolve(store: Store, text: str) -> list[str]:
-    """The store names `text` means: the normalised reference if stored, else every name
-    whose manifest digest or image ID (config digest) starts with `text`."""
-    try:
-        full = reference.normalize(text)
-    except reference.ReferenceError:
-        full = None
-    if full is not None and store.get_image(full) is not None:
-        return [full]
-    if store.get_image(text) is not None:  # a name another tool wrote (e.g. umoci's "latest")
-        return [text]
-    if _is_digest_prefix(text):
-        want = text if text.startswith("sha256:") else "sha256:" + text
-        hits = []
-        for d in store.list_images():
-            n = name_of(d) or d.get("digest")  # an unnamed (dangling) image: its digest
-            if n and (d["digest"].startswith(want) or image_id(store, d).startswith(want)):
-                hits.append(n)
-        if hits:
-            return hits
-    raise NotFound(f"no image {text} in {store.root}" +
-                   (f" (looked for {full})" if full and full != text else ""))
-
-
-class Ambiguous(StoreError):
-    """A digest prefix that names several different images."""
-
-
-def resolve_one(store: Store, text: str) -> str:
-    """The one store name `text` means. An image ID (or prefix) shared by several names is
-    one image, as in docker: the first of its names (sorted) stands for it. Raises NotFound,
-    or Ambiguous when the prefix matches different images."""
-    hits = resolve(store, text)
-    if len(hits) == 1:
-        return hits[0]
-    ids = {image_id(store, store.get_image(n) or {}) or n for n in hits}
-    if len(ids) == 1:
-        return sorted(hits)[0]
-    raise Ambiguous(f"{text} matches {len(ids)} different images ({', '.join(sorted(hits))}); "
-                    "give more of the ID or a name")
-
-
-def platform_manifest(store: Store, desc: dict[str, Any]) -> dict[str, Any] | None:
-    """The image manifest descriptor to describe for `desc`: itself, or for an index the
-    entry for this host (or the only one present)."""
-    if mt.is_manifest(desc.get("mediaType")):
-        return desc
-    if not mt.is_index(desc.get("mediaType")) or not store.has_blob(desc["digest"]):
-        return None
-    index = store.read_json(desc)
-    present = [d for d in index.get("manifests", [])
-               if isinstance(d, dict) and mt.is_manifest(d.get("mediaType"))
-               and store.has_blob(d.get("digest", ""))]
-    if not present:
-        return None
-    from imagetool.registry.errors import ManifestError
-    from imagetool.registry.platform import host, select
-    try:
-        return select(present, host(), "index")
-    except ManifestError:
-        return present[0] if len(present) == 1 else None
+from imagetool.store import Store, StoreError
+from imagetool.store.lookup import (  # noqa: F401  (their old home: this module's API)
+    Ambiguous,
+    NotFound,
+    image_id,
+    name_of,
+    platform_manifest,
+    resolve,
+    resolve_one,
+)
 
 
 def _config(store: Store, desc: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -99,14 +32,6 @@ def _config(store: Store, desc: dict[str, Any]) -> tuple[dict[str, Any] | None, 
     if not store.has_blob(c.get("digest", "")):
         return manifest, {}
     return manifest, store.read_json(c)
-
-
-def image_id(store: Store, desc: dict[str, Any]) -> str:
-    """The config digest (docker's image ID), or '' when unknown."""
-    m = platform_manifest(store, desc)
-    if m is None or not store.has_blob(m["digest"]):
-        return ""
-    return (store.read_json(m).get("config") or {}).get("digest", "")
 
 
 def parse_time(text: Any) -> _dt.datetime | None:

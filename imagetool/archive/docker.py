@@ -35,14 +35,13 @@ def _manifest_for(store: Store, name: str, desc: dict[str, Any]) -> dict[str, An
     if mt.is_manifest(desc["mediaType"]):
         return desc
     if mt.is_index(desc["mediaType"]):
-        from imagetool.registry.errors import ManifestError
-        from imagetool.registry.platform import host, select
+        from imagetool.platform import PlatformError, host, select
         index = store.read_json(desc)
         present = [d for d in index.get("manifests", [])
                    if isinstance(d, dict) and store.has_blob(d.get("digest", ""))]
         try:
             child = select(present, host(), f"image {name}")
-        except ManifestError as e:
+        except PlatformError as e:
             raise ArchiveError(f"cannot save {name} in docker format: {e}") from None
         return _manifest_for(store, name, child)
     raise ArchiveError(f"cannot save {name}: {desc['mediaType']} is not an image")

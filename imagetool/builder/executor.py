@@ -205,18 +205,18 @@ class Builder(RunSteps, CopySteps):
     def _image(self, p: BuildPlan, ref: str, line: int) -> dict[str, Any]:
         """A base or --from image: pulled when the store lacks it (--pull=missing, docker
         build's way), always (--pull=always), or never."""
-        from imagetool import bundle
+        from imagetool.store.lookup import image_parts
         if self.opts.pull == "always":
             self._pull(p, ref, line)
         try:
-            return bundle.image_parts(self.store, ref)
+            return image_parts(self.store, ref)
         except Exception as e:  # noqa: BLE001 - missing or broken: say which
             if self.opts.pull != "missing":
                 raise BuildError(f"{p.filename}:{line}: image {ref} is not in the store "
                                  f"(pull or import it first): {e}") from None
         self._pull(p, ref, line)
         try:
-            return bundle.image_parts(self.store, ref)
+            return image_parts(self.store, ref)
         except Exception as e:  # noqa: BLE001
             raise BuildError(f"{p.filename}:{line}: image {ref}: {e}") from None
 

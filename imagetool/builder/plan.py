@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..platform import Platform
 from ..reference import ReferenceError
 from ..reference import parse as parse_reference
 from . import dockerfile as df
@@ -45,45 +46,6 @@ BUILTIN_ARGS = frozenset(PROXY_ARGS + PLATFORM_ARGS + (
     "BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_CONTEXT_KEEP_GIT_DIR", "BUILDKIT_SANDBOX_HOSTNAME",
     "SOURCE_DATE_EPOCH"))
 SCRATCH = "scratch"
-
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "armel": "arm", "i386": "386", "i686": "386"}
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    arch: str
-    variant: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """`linux/amd64`, `linux/arm/v7`, `linux/arm64` (containerd's normalisation)."""
-        parts = text.strip().lower().split("/")
-        if len(parts) == 1 and parts[0]:
-            parts = ["linux", parts[0]]
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: want os/arch[/variant]")
-        os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
-        variant = parts[2] if len(parts) == 3 else ""
-        if arch == "arm64" and variant == "v8":
-            variant = ""
-        if arch == "arm" and variant == "":
-            variant = "v7"
-        if parts[1] in ("armel",):
-            variant = "v6"
-        return cls(os_, arch, variant)
-
-    @classmethod
-    def host(cls) -> Platform:
-        machine = os.uname().machine
-        if machine.startswith("armv"):
-            return cls("linux", "arm", "v" + machine[4])
-        return cls("linux", _ARCH_ALIASES.get(machine, machine))
-
-    def __str__(self) -> str:
-        return f"{self.os}/{self.arch}" + (f"/{self.variant}" if self.variant else "")
-
 
 def not_buildable(text: str, host: Platform | None = None) -> str | None:
     """Why `text` can't be built here (None if it can): builds run natively, there is no

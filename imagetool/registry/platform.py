@@ -1,96 +1,33 @@
-"""Platforms (`os/arch[/variant]`) with containerd's normalisation, and the choice of one
-manifest from an index or manifest list: attestations (`unknown/unknown`) never match."""
+"""The registry's view of imagetool/platform.py: the same Platform type and normalisation,
+with a bad platform text or a missing platform raised as ManifestError (what the registry
+client's callers catch)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
+from imagetool import platform as _platform
+from imagetool.platform import (  # noqa: F401  (this module's API)
+    ATTESTATION_KEY,
+    Platform,
+    PlatformError,
+    host,
+    is_attestation,
+    normalize,
+    of_descriptor,
+)
 from imagetool.registry.errors import ManifestError
-
-_ARCH = {"x86_64": "amd64", "x86-64": "amd64", "amd64": "amd64", "aarch64": "arm64",
-         "arm64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386", "i486": "386",
-         "i586": "386", "i686": "386", "386": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64", "mips64le": "mips64le"}
-ATTESTATION_KEY = "vnd.docker.reference.type"
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        base = f"{self.os}/{self.architecture}"
-        return f"{base}/{self.variant}" if self.variant else base
-
-
-def normalize(os_name: str, arch: str, variant: str = "") -> Platform:
-    """x86_64 -> amd64, aarch64 -> arm64 (v8 is its default variant), armv7l -> arm/v7."""
-    os_name = os_name.lower()
-    arch = arch.lower()
-    variant = variant.lower()
-    if arch.startswith("armv") and arch[4:5].isdigit():
-        variant = variant or f"v{arch[4]}"
-        arch = "arm"
-    arch = _ARCH.get(arch, arch)
-    if arch == "arm64" and variant in ("8", "v8"):
-        variant = ""
-    if arch == "arm" and variant.isdigit():
-        variant = f"v{variant}"
-    if arch == "arm" and not variant:
-        variant = "v7"
-    if arch == "amd64" and variant == "v1":
-        variant = ""
-    return Platform(os_name, arch, variant)
 
 
 def parse(text: str) -> Platform:
-    parts = text.strip().split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ManifestError(f"invalid platform {text!r}: want os/arch[/variant]")
-    return normalize(*parts)
-
-
-def host() -> Platform:
-    """This machine's platform (linux/<arch>)."""
-    u = os.uname()  # what platform.system()/machine() return, without importing platform
-    return normalize(u.sysname or "linux", u.machine or "amd64")
-
-
-def of_descriptor(desc: dict) -> Platform | None:
-    p = desc.get("platform")
-    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
-        return None
-    return normalize(p["os"], p["architecture"], p.get("variant", ""))
-
-
-def is_attestation(desc: dict) -> bool:
-    p = desc.get("platform") or {}
-    ann = desc.get("annotations") or {}
-    return ATTESTATION_KEY in ann or (p.get("os") == "unknown" and
-                                      p.get("architecture") == "unknown")
+    """os/arch[/variant]; ManifestError otherwise."""
+    try:
+        return _platform.parse(text)
+    except PlatformError as e:
+        raise ManifestError(str(e)) from None
 
 
 def select(manifests: list[dict], want: Platform, where: str) -> dict:
-    """The entry for `want`: an exact variant match first, then one without a variant
-    (arm64 serves any arm64 request); the first such entry in index order wins."""
-    exact, loose = None, None
-    for desc in manifests:
-        if is_attestation(desc):
-            continue
-        p = of_descriptor(desc)
-        if p is None or p.os != want.os or p.architecture != want.architecture:
-            continue
-        if p.variant == want.variant and exact is None:
-            exact = desc
-        elif (not want.variant or not p.variant) and loose is None:
-            loose = desc
-    found = exact or loose
-    if found is None:
-        have = sorted({str(p) for d in manifests if not is_attestation(d)
-                       for p in [of_descriptor(d)] if p})
-        raise ManifestError(f"{where}: no manifest for platform {want} "
-                            f"(available: {', '.join(have) or 'none'})")
-    return found
+    """imagetool.platform.select, with ManifestError when no entry fits."""
+    try:
+        return _platform.select(manifests, want, where)
+    except PlatformError as e:
+        raise ManifestError(str(e)) from None
