@@ -377,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imagetool.rootless.paths import default_store
     p.add_argument("--root", default=default_store(), help="the image store, an OCI image "
                    f"layout (default {DEFAULT_ROOT}; others: $XDG_DATA_HOME/imagetool)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks on errors and debug logs (registry requests, build "
+                   "cache decisions) on stderr")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -539,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         p.print_help()
         return 0
+    if args.debug:
+        from imagetool import debuglog
+        debuglog.enable()
     try:
         return args.fn(args)
     except UsageError as e:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from imagetool import convert, layers, snapshots
+from imagetool import convert, debuglog, layers, snapshots
 from imagetool import mediatypes as mt
 from imagetool.atomicfile import atomic_file
 from imagetool.store import Store
@@ -404,10 +404,13 @@ class Builder(RunSteps, CopySteps):
             with open(self._cache_path(key)) as f:
                 rec = json.load(f)
         except (OSError, ValueError):
+            debuglog.debug("build", "cache miss %s: no record", key)
             return None
         layer = rec.get("layer")
         if layer is not None and not self.store.has_blob(layer["digest"]):
+            debuglog.debug("build", "cache miss %s: layer %s is gone", key, layer["digest"])
             return None
+        debuglog.debug("build", "cache hit %s", key)
         return rec
 
     def _cache_put(self, key: str, rec: dict[str, Any]) -> None:

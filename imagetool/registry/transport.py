@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from imagetool import __version__
+from imagetool import __version__, debuglog
 from imagetool.registry.config import RegistryConfig, in_network, is_loopback
 from imagetool.registry.errors import TransportError
 from imagetool.registry.tls import speaks_no_tls, tls_context, transport_error
@@ -354,6 +354,7 @@ class Transport:
                 continue
             if resp.status_code in RETRY_STATUS and attempt + 1 < policy.attempts:
                 wait = policy.delay(attempt, resp.headers.get("Retry-After"))
+                debuglog.debug("registry", "%s: retry in %.2fs", resp.status_code, wait)
                 resp.close()
                 time.sleep(wait)
                 attempt += 1
@@ -416,6 +417,8 @@ class Transport:
                 raise
             if cut is not None:
                 raw.will_close = True  # half-sent: never reuse this connection
+            debuglog.debug("registry", "%s %s://%s%s -> %s (%s connection)", method, scheme,
+                           netloc, parts.path, raw.status, "pooled" if reused else "new")
             resp = Response(raw, conn, key, self, url)
             if not stream:
                 resp.content  # noqa: B018 - read it all now: the connection goes back
