@@ -123,6 +123,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     rec = recs.load(cid)
     host = rec["HostConfig"]
     tty = bool((rec.get("Config") or {}).get("Tty"))
+    open_stdin = bool((rec.get("Config") or {}).get("OpenStdin")) or in_fd is not None
     mode = host.get("NetworkMode", "bridge")
     slirp = _slirp(mode)  # user-mode networking in place of a bridge (rootless.slirp)
     if slirp is not None:
@@ -133,7 +134,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
     proxies: list[ports.Proxy | ports.UdpProxy] = []
     info: dict[str, Any] | None = None
     created = False
-    o_r = e_r = master = -1
+    o_r = e_r = master = i_w = -1
     console: _Console | None = None
     try:
         from runtime.create import CreateOptions, create
@@ -162,7 +163,11 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
         else:
             o_r, o_w = os.pipe()
             e_r, e_w = os.pipe()
-            os.dup2(in_fd if in_fd is not None else devnull, 0)
+            i_r = devnull
+            if open_stdin:  # a pipe of ours: fed by the caller and by attach clients
+                i_r, i_w = os.pipe()
+                os.set_inheritable(i_w, False)
+            os.dup2(i_r, 0)
             os.dup2(o_w, 1)
             os.dup2(e_w, 2)
             try:
@@ -174,9 +179,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                 os.dup2(mlog, 2)
                 os.close(o_w)
                 os.close(e_w)
-                if in_fd is not None:
-                    os.close(in_fd)
-                    in_fd = None
+                if i_r != devnull:
+                    os.close(i_r)
         pid = state["pid"]
         if bridged:
             assert info is not None
@@ -215,7 +219,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             p.close()
         if slirp is not None:
             slirp.close()
-        for fd in (master, in_fd):
+        for fd in (master, in_fd, i_w):
             if fd is not None and fd >= 0:
                 os.close(fd)
         _cleanup(recs, store_root, cid, created, info, remove_bundle=False, net=user_net)
@@ -228,8 +232,15 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             err_fd = None
     else:
         outputs = {o_r: ("stdout", out_fd), e_r: ("stderr", err_fd)}
+    # the relay owns its target: the stdin pipe's write end, or a dup of the pty master
+    target = (os.dup(master) if tty else i_w) if open_stdin else -1
+    relay = None  # the caller's EOF ends a pipe stdin (docker's StdinOnce), never a pty's
+    if target >= 0:
+        relay = (target, in_fd, recs.path(cid), not tty and in_fd is not None)
+    elif in_fd is not None:
+        os.close(in_fd)
     code = _watch(pid, outputs, recs.path(cid, f"{cid}-json.log"), out_fd, err_fd,
-                  in_fd, master if tty else None)
+                  relay, master if tty else None)
     for p in proxies:
         p.close()
     if slirp is not None:
@@ -336,24 +347,30 @@ def _winch_pipe() -> tuple[int, int]:
 
 
 def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
-           out_fd: int | None, err_fd: int | None, in_fd: int | None = None,
+           out_fd: int | None, err_fd: int | None, relay_args: tuple | None = None,
            master: int | None = None) -> int:
     """Log the container's output (`outputs`: fd -> (stream name, fd to copy it to or
     None)) until the init is reaped and those fds are closed; reap every other orphan on
-    the way (we are the subreaper). With a pty, copy `in_fd` (the caller's stdin) to
-    `master` too, without ever blocking on it. Returns the exit code."""
+    the way (we are the subreaper). With `relay_args` (stdin_relay.InputRelay's target,
+    caller fd, directory, once), copy the caller's stdin and attach clients' input to the
+    container's stdin, never blocking on it. Returns the exit code."""
+    from imagetool.run.stdin_relay import InputRelay
     lw = logs.LogWriter(log_path)
     sel = selectors.DefaultSelector()
     streams = dict(outputs)
     for fd in streams:
         sel.register(fd, selectors.EVENT_READ)
-    pending = b""
-    if in_fd is not None and master is not None:
+    if master is not None:
         os.set_blocking(master, False)
-        sel.register(in_fd, selectors.EVENT_READ)
-    elif in_fd is not None:
-        os.close(in_fd)
-        in_fd = None
+    relay = None
+    if relay_args is not None:
+        try:
+            relay = InputRelay(sel, *relay_args)
+        except OSError:  # no attach socket: the container runs without input
+            traceback.print_exc()
+            for fd in relay_args[:2]:
+                if fd is not None:
+                    os.close(fd)
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ)
     winch = _winch_pipe() if master is not None and out_fd is not None else None
@@ -362,15 +379,6 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
         _copy_winsize(out_fd, master)  # type: ignore[arg-type]  # a resize since create
     code: int | None = None
     grace = None
-
-    def stop_input() -> None:
-        nonlocal in_fd, pending
-        if in_fd is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                sel.unregister(in_fd)
-            os.close(in_fd)
-            in_fd = None
-        pending = b""
 
     while True:
         for key, events in sel.select(timeout=0.5):
@@ -384,35 +392,10 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
                 if master in streams:
                     _copy_winsize(out_fd, master)  # type: ignore[arg-type]
                 continue
-            if fd == in_fd:
-                if master not in streams:
-                    stop_input()
-                    continue
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    stop_input()
-                    continue
-                pending += data
-                sel.unregister(in_fd)  # read no more until this is written
-                sel.modify(master, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            if relay is not None and fd in relay.fds():
+                relay.handle(fd, events)
                 continue
             if fd not in streams:  # closed earlier in this round
-                continue
-            if events & selectors.EVENT_WRITE and pending:
-                try:
-                    pending = pending[os.write(fd, pending):]
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    stop_input()
-                if not pending:
-                    sel.modify(fd, selectors.EVENT_READ)
-                    if in_fd is not None:
-                        sel.register(in_fd, selectors.EVENT_READ)
-            if not events & selectors.EVENT_READ:
                 continue
             try:
                 data = os.read(fd, 65536)
@@ -424,8 +407,8 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
                 sel.unregister(fd)
                 os.close(fd)
                 del streams[fd]
-                if fd == master:
-                    stop_input()
+                if fd == master and relay is not None:
+                    relay.close()
                 continue
             name, copy = streams[fd]
             lw.write(name, data)
@@ -451,7 +434,8 @@ def _watch(pid: int, outputs: dict[int, tuple[str, int | None]], log_path: str,
                 break
     for fd in list(streams):
         os.close(fd)
-    stop_input()
+    if relay is not None:
+        relay.close()
     os.close(pidfd)
     if winch is not None:
         signal.set_wakeup_fd(-1)

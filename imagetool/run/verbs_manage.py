@@ -1,5 +1,5 @@
 """The container verbs docker users reach for after run: restart, wait, pause, unpause,
-rename, port, top, stats, attach (output only) and container prune. Thin: the work is in
+rename, port, top, stats, attach and container prune. Thin: the work is in
 control.py, containers.py and the runtime's cgroup manager."""
 
 from __future__ import annotations
@@ -220,13 +220,25 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     """Follow a running container's output (from its log, stdout and stderr kept apart)
-    until it exits; returns its exit status. Input is not attached (see README)."""
-    from imagetool.run import logs
+    until it exits, and send our stdin to it when it was started with -i (attach.py);
+    returns its exit status, or 1 after the detach keys (it runs on), as docker."""
+    from imagetool.run import attach, logs
+    keys = attach.parse_keys(args.detach_keys or attach.DEFAULT_KEYS)
     recs = Records(args.root)
     cid = recs.resolve(args.container)
     rec = recs.load(cid)
     if status(rec) not in ("running", "paused"):
         raise ContainerError("you cannot attach to a stopped container, start it first")
+    cfg = rec.get("Config") or {}
+    log = open(rec["LogPath"], "rb")  # noqa: SIM115 - closed below
+    log.seek(0, os.SEEK_END)  # output from here on: what our input makes is not missed
+    feed = None
+    if cfg.get("OpenStdin") and not args.no_stdin:
+        try:
+            feed = attach.Input(recs.path(cid), keys, bool(cfg.get("Tty")) and os.isatty(0))
+        except OSError as e:
+            log.close()
+            raise ContainerError(f"cannot attach to the container's input: {e}") from None
 
     def emit(e: dict[str, Any]) -> None:
         out = sys.stderr if e.get("stream") == "stderr" else sys.stdout
@@ -234,11 +246,27 @@ def cmd_attach(args: argparse.Namespace) -> int:
         out.flush()
 
     def done() -> bool:
+        if feed is not None and feed.detached.is_set():
+            return True
         try:
             return status(recs.load(cid)) not in ("running", "paused")
         except ContainerError:
             return True
-    logs.follow(rec["LogPath"], emit, True, done, 0)
+    try:
+        while True:
+            finished = done()
+            for entry in logs.entries(log):
+                emit(entry)
+            if finished:
+                break
+            time.sleep(0.1)
+    finally:
+        log.close()
+        if feed is not None:
+            feed.close()
+    if feed is not None and feed.detached.is_set():
+        print("read escape sequence", file=sys.stderr)  # docker's words and status
+        return 1
     with contextlib.suppress(ContainerError):
         return int((recs.load(cid).get("State") or {}).get("ExitCode") or 0)
     return 0
@@ -287,8 +315,12 @@ def register(verb: Any) -> None:
     sp.add_argument("--format", metavar="FORMAT", help="table, json or a Go template")
     sp.add_argument("containers", nargs="*", metavar="CONTAINER",
                     help="names or ids (default: the running ones)")
-    sp = verb("attach", cmd_attach, "follow a running container's output until it exits")
+    sp = verb("attach", cmd_attach, "follow a running container's output until it exits, "
+              "and send it our input when it was started with -i")
     sp.add_argument("container", help="container name or id")
+    sp.add_argument("--no-stdin", action="store_true", help="do not send our input")
+    sp.add_argument("--detach-keys", metavar="KEYS",
+                    help="the keys that detach (default ctrl-p,ctrl-q)")
     sp = verb("container-prune", cmd_container_prune, "remove every stopped container "
               "(also `container prune`)")
     sp.add_argument("-f", "--force", action="store_true", help="do not ask")

@@ -172,9 +172,8 @@ def attach_run(store: Any, recs: Records, cid: str, detach: bool, interactive: b
     # raw before the container can print or read anything, restored on every way out
     saved = _raw_terminal() if tty and interactive and not detach else None
     try:
-        # -dit: the pty stays open for the container; the caller's terminal is not read
-        fd, rest = lifecycle.start(store, recs, cid, not detach,
-                                   interactive and not (detach and tty))
+        # -di/-dit: the container's stdin stays open (attach feeds it); ours is not read
+        fd, rest = lifecycle.start(store, recs, cid, not detach, interactive and not detach)
     except lifecycle.StartError:
         _restore_terminal(saved)
         if remove_on_error:
