@@ -255,6 +255,9 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                                                     ExitCode=code, FinishedAt=now()),
                      exitCode=str(code))
     _cleanup(recs, store_root, cid, True, info, remove_bundle=True, net=user_net)
+    with contextlib.suppress(Exception):  # networks `network connect` added while it ran
+        from imagetool.run import netconnect
+        netconnect.drop_all(store_root, recs, cid)
     if user_net is not None:
         with contextlib.suppress(Exception):
             from imagetool.run import usernet

@@ -114,8 +114,8 @@ def preload() -> None:
     import pyroute2  # noqa: F401
 
 
-def _in_child(fn: Callable[[], None]) -> None:
-    """Run fn in a forked child; raise its error here."""
+def in_child(fn: Callable[[], None]) -> None:
+    """Run fn in a forked child; raise its error here (NetworkError)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -140,26 +140,35 @@ def veth_name(cid: str) -> str:
     return f"veth{cid[:11]}"
 
 
+def ensure_bridge(info: dict[str, Any]) -> int:
+    """The bridge of `info` (made if missing, its gateway address on it, up); its index.
+    Call in a child (in_child): it opens its own netlink socket."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        br = ipr.link_lookup(ifname=info["bridge"])
+        if not br:
+            try:
+                ipr.link("add", ifname=info["bridge"], kind="bridge")
+            except Exception:  # noqa: BLE001 - a racing creator is fine
+                pass
+            br = ipr.link_lookup(ifname=info["bridge"])
+        bidx = br[0]
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=bidx)}
+        if info["gateway"] not in have:
+            with contextlib.suppress(Exception):
+                ipr.addr("add", index=bidx, address=info["gateway"],
+                         prefixlen=info["prefixlen"])
+        ipr.link("set", index=bidx, state="up")
+        return bidx
+
+
 def setup_bridge_side(info: dict[str, Any], cid: str, pid: int) -> None:
     """Make the bridge if missing, a veth pair, the host end on the bridge, the other end
     into the network namespace of process `pid` (named tmp0 there until configured)."""
     def work() -> None:
         from pyroute2 import IPRoute
+        bidx = ensure_bridge(info)
         with IPRoute() as ipr:
-            br = ipr.link_lookup(ifname=info["bridge"])
-            if not br:
-                try:
-                    ipr.link("add", ifname=info["bridge"], kind="bridge")
-                except Exception:  # noqa: BLE001 - a racing creator is fine
-                    pass
-                br = ipr.link_lookup(ifname=info["bridge"])
-            bidx = br[0]
-            have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=bidx)}
-            if info["gateway"] not in have:
-                with contextlib.suppress(Exception):
-                    ipr.addr("add", index=bidx, address=info["gateway"],
-                             prefixlen=info["prefixlen"])
-            ipr.link("set", index=bidx, state="up")
             host = veth_name(cid)
             peer = f"vp{cid[:11]}"
             ipr.link("add", ifname=host, kind="veth", peer=peer)
@@ -168,7 +177,7 @@ def setup_bridge_side(info: dict[str, Any], cid: str, pid: int) -> None:
             ipr.link("set", index=hidx, master=bidx)
             ipr.link("set", index=hidx, state="up")
             ipr.link("set", index=pidx, net_ns_pid=pid)
-    _in_child(work)
+    in_child(work)
 
 
 def setup_container_side(info: dict[str, Any] | None, cid: str, pid: int) -> None:
@@ -191,7 +200,7 @@ def setup_container_side(info: dict[str, Any] | None, cid: str, pid: int) -> Non
             ipr.addr("add", index=idx, address=info["address"], prefixlen=info["prefixlen"])
             ipr.link("set", index=idx, state="up")
             ipr.route("add", dst="0.0.0.0/0", gateway=info["gateway"])
-    _in_child(work)
+    in_child(work)
 
 
 def lo_up() -> None:
@@ -219,7 +228,7 @@ def teardown(cid: str) -> None:
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=idx)
     with contextlib.suppress(NetworkError):
-        _in_child(work)
+        in_child(work)
 
 
 def delete_bridge(name: str) -> None:
@@ -228,4 +237,4 @@ def delete_bridge(name: str) -> None:
         with IPRoute() as ipr:
             for idx in ipr.link_lookup(ifname=name):
                 ipr.link("del", index=idx)
-    _in_child(work)
+    in_child(work)

@@ -29,7 +29,7 @@ GROUPS: dict[str, dict[str, str]] = {
                "prune": "volume-prune"},
     "network": {"create": "network-create", "ls": "network-ls", "list": "network-ls",
                 "rm": "network-rm", "remove": "network-rm", "inspect": "network-inspect",
-                "connect": "network-connect"},
+                "connect": "network-connect", "disconnect": "network-disconnect"},
 }
 
 

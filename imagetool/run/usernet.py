@@ -95,8 +95,24 @@ def create(root: str, name: str, subnet: str | None = None) -> dict[str, Any]:
 
 
 def users(root: str, name: str) -> list[dict[str, Any]]:
+    """Records on `name`: as their first network, or connected while running."""
     return [r for r in Records(root).all()
-            if (r.get("HostConfig") or {}).get("NetworkMode") == name]
+            if (r.get("HostConfig") or {}).get("NetworkMode") == name
+            or name in (r.get("ExtraNetworks") or {})]
+
+
+def _nets(rec: dict[str, Any]) -> list[str]:
+    """The user networks `rec` is on: its first one, then those connected while running."""
+    mode = (rec.get("HostConfig") or {}).get("NetworkMode", "bridge")
+    return ([mode] if mode not in BUILTIN else []) + list(rec.get("ExtraNetworks") or {})
+
+
+def address_on(rec: dict[str, Any], name: str) -> str:
+    """The container's address on network `name` ('' when it has none yet)."""
+    extra = (rec.get("ExtraNetworks") or {}).get(name)
+    if extra is not None:
+        return extra["IPAddress"]
+    return (rec.get("NetworkSettings") or {}).get("IPAddress") or ""
 
 
 def remove(root: str, name: str) -> None:
@@ -114,24 +130,29 @@ def remove(root: str, name: str) -> None:
     os.unlink(_path(root, name))
 
 
-def update_hosts(root: str, name: str, joining: str | None = None) -> None:
+def update_hosts(root: str, name: str, joining: str | None = None,
+                 left: str | None = None) -> None:
     """Rewrite (in place) each running member's /etc/hosts (and the `joining` one's, about
-    to start): itself, then every other member by name and hostname, then its --add-host
-    entries."""
+    to start): its --add-host entries, itself, then every member of each user network it
+    is on (this one or others, as `network connect` joined it) by name and hostname. The
+    container `left` (just disconnected from `name`) is rewritten too."""
     from imagetool.run import etcfiles
     recs = Records(root)
-    members = [r for r in users(root, name)
-               if (status(r) in ("running", "paused") or r["Id"] == joining)
-               and (r.get("NetworkSettings") or {}).get("IPAddress")]
-    for r in members:
-        me = r["NetworkSettings"]["IPAddress"]
+    live = [r for r in recs.all() if status(r) in ("running", "paused") or r["Id"] == joining]
+    for r in live:
+        if (name not in _nets(r) or not address_on(r, name)) and r["Id"] != left:
+            continue
+        me = (r.get("NetworkSettings") or {}).get("IPAddress") or address_on(r, name)
         host = (r.get("Config") or {}).get("Hostname") or r["Id"][:12]
         lines = [f"{me}\t{host}"]
-        for o in members:
-            if o["Id"] != r["Id"]:
-                oh = (o.get("Config") or {}).get("Hostname") or o["Id"][:12]
-                names_ = " ".join(dict.fromkeys([o["Name"], oh, o["Id"][:12]]))
-                lines.append(f"{o['NetworkSettings']['IPAddress']}\t{names_}")
+        seen = {r["Id"]}
+        for net in _nets(r):  # every member of every network it is on, once
+            for o in live:
+                if o["Id"] not in seen and net in _nets(o) and address_on(o, net):
+                    seen.add(o["Id"])
+                    oh = (o.get("Config") or {}).get("Hostname") or o["Id"][:12]
+                    names_ = " ".join(dict.fromkeys([o["Name"], oh, o["Id"][:12]]))
+                    lines.append(f"{address_on(o, net)}\t{names_}")
         text = etcfiles.LOCAL_HOSTS + etcfiles.extra_hosts(
             (r.get("HostConfig") or {}).get("ExtraHosts") or []) + "\n".join(lines) + "\n"
         with contextlib.suppress(OSError):

@@ -1,4 +1,4 @@
-"""`network create|ls|rm|inspect|connect|disconnect` over usernet.py."""
+"""`network create|ls|rm|inspect|connect|disconnect` over usernet.py and netconnect.py."""
 
 from __future__ import annotations
 
@@ -57,8 +57,7 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
     docs = []
     for n in args.names:
         d = usernet.load(args.root, n)
-        members = {r["Id"]: {"Name": r["Name"], "IPv4Address":
-                             f"{(r.get('NetworkSettings') or {}).get('IPAddress', '')}"}
+        members = {r["Id"]: {"Name": r["Name"], "IPv4Address": usernet.address_on(r, n)}
                    for r in usernet.users(args.root, n) if status(r) in ("running", "paused")}
         docs.append({"Name": n, "Id": d["Id"], "Created": d["Created"], "Scope": "local",
                      "Driver": "bridge", "IPAM": {"Driver": "default",
@@ -69,8 +68,8 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_network_connect(args: argparse.Namespace) -> int:
-    """Move a container that is not running to the network (it joins at its next start);
-    a running container cannot get a second network here."""
+    """A running container gets one more interface on the user network (netconnect.py);
+    one that is not running moves to the network (it joins at its next start)."""
     from imagetool.run import usernet
     if args.network not in usernet.BUILTIN:
         usernet.load(args.root, args.network)
@@ -78,11 +77,38 @@ def cmd_network_connect(args: argparse.Namespace) -> int:
     cid = recs.resolve(args.container)
     rec = recs.load(cid)
     if monitor_alive(rec) and status(rec) in ("running", "paused"):
-        raise ContainerError(f"container {args.container} is running: stop it first (a "
-                             "running container cannot join a second network here)")
+        if args.network in usernet.BUILTIN:
+            raise ContainerError(f"network {args.network}: a running container joins only "
+                                 "user networks (network create)")
+        from imagetool.run import netconnect
+        netconnect.connect(args.root, recs, cid, args.network, int(rec["State"]["Pid"]))
+        return 0
     with recs.lock():
         rec = recs.load(cid)
         rec["HostConfig"]["NetworkMode"] = args.network
+        recs.save(rec)
+    return 0
+
+
+def cmd_network_disconnect(args: argparse.Namespace) -> int:
+    """Take a running container off a network it was connected to (its interface there
+    goes); a container that is not running leaves its network (it starts with none)."""
+    from imagetool.run import usernet
+    if args.network not in usernet.BUILTIN:
+        usernet.load(args.root, args.network)
+    recs = Records(args.root)
+    cid = recs.resolve(args.container)
+    rec = recs.load(cid)
+    if monitor_alive(rec) and status(rec) in ("running", "paused"):
+        from imagetool.run import netconnect
+        netconnect.disconnect(args.root, recs, cid, args.network)
+        return 0
+    with recs.lock():
+        rec = recs.load(cid)
+        if rec["HostConfig"].get("NetworkMode", "bridge") != args.network:
+            raise ContainerError(f"container {rec['Name']} is not connected to network "
+                                 f"{args.network}")
+        rec["HostConfig"]["NetworkMode"] = "none"
         recs.save(rec)
     return 0
 
@@ -102,7 +128,11 @@ def register(verb: Any) -> None:
               "(`network inspect`)")
     sp.add_argument("names", nargs="+", metavar="NETWORK", help="network names")
     sp.add_argument("-f", "--format", metavar="TEMPLATE", help="a Go template per network")
-    sp = verb("network-connect", cmd_network_connect, "put a stopped container on a network "
-              "(`network connect`)")
+    sp = verb("network-connect", cmd_network_connect, "connect a container to a network: "
+              "a running one gets another interface (`network connect`)")
+    sp.add_argument("network", metavar="NETWORK", help="network name")
+    sp.add_argument("container", metavar="CONTAINER", help="container name or id")
+    sp = verb("network-disconnect", cmd_network_disconnect, "disconnect a container from a "
+              "network (`network disconnect`)")
     sp.add_argument("network", metavar="NETWORK", help="network name")
     sp.add_argument("container", metavar="CONTAINER", help="container name or id")
