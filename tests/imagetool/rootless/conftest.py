@@ -30,6 +30,7 @@ class RootlessUser:
     gid: int
     home: str
     subids: bool
+    prefix: tuple[str, ...] = ()  # e.g. nsenter into a test's mount namespace
 
     def env(self) -> dict[str, str]:
         return {"HOME": self.home, "XDG_RUNTIME_DIR": os.path.join(self.home, "run"),
@@ -38,7 +39,7 @@ class RootlessUser:
     def run(self, *argv: str, timeout: float = 120, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess:
         e = dict(self.env(), **(env or {}))
-        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i",
+        return subprocess.run([*self.prefix, "runuser", "-u", self.name, "--", "env", "-i",
                                *(f"{k}={v}" for k, v in e.items()), *argv],
                               capture_output=True, text=True, timeout=timeout, cwd="/")
 
