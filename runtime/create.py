@@ -13,6 +13,7 @@ import os
 from runtime import hooks
 from runtime import spec as specmod
 from runtime.cgroups import new_manager
+from runtime.cgroups.manager import enter_dir
 from runtime.channel import Channel
 from runtime.errors import PyruncError
 from runtime.init import NS_FLAGS, InitContext
@@ -132,9 +133,17 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
                           has_runtime_hooks=bool(cfg_hooks.get("prestart")
                                                  or cfg_hooks.get("createRuntime")),
                           new_keyring=None if opts.no_new_keyring else f"_ses.{opts.cid}")
-        # Joining the cgroup: the cgroup2 directory at birth (clone3); we write the init's
-        # pid into the rest. Only the container's processes ever enter its cgroup, never
-        # ours: a frozen one must not freeze the runtime.
+        # Joining the cgroup: the cgroup2 directory at birth (clone3); the v1 ones by the
+        # init itself, "0" into each `tasks` file first thing after "go" (a single-threaded
+        # task moving itself skips the kernel's threadgroup rwsem; a pid we write waits for
+        # an RCU grace period, ~10 ms here, while the init is long ready); we write the
+        # init's pid into the rest. Only the container's processes ever enter its cgroup,
+        # never ours: a frozen one must not freeze the runtime (_cgroup refused a frozen
+        # one; a freeze after that stops the init, which the wait below notices). A user
+        # namespace's init can't write the host's cgroupfs: then we write every pid.
+        if mgr is not None and "user" not in nss:
+            ctx.self_join = [os.path.join(d, name) for d, name in mgr.plan()
+                             if name == "tasks"]
         ctx.mnt_mode = mnt_mode
         ctx.idmap_fds = ctx_idmap
         if mnt_mode == "joined":
@@ -163,19 +172,21 @@ def create(opts: CreateOptions, warn=lambda msg: None) -> dict[str, Any]:
         if netdevs and not userns_first:  # the init's network namespace exists already
             attached = _attach_netdevs(pid, nss, sd.path, netdevs)
         hstate = hooks.hook_state(opts.cid, "creating", pid, bundle, config.get("annotations"))
-        # The init sets up its mounts while we write its pid into the v1 `tasks` files
-        # (some kernels make a cgroup.procs write wait ~10 ms for an RCU grace period). It
-        # is in its cgroup before we read any of its messages, hence before hooks, "ready"
-        # and exec. A cgroup namespace must be unshared after the join, so then the init
-        # waits for it.
+        # The init sets up its mounts while we write its pid into what it does not join
+        # itself (a pid written waits ~10 ms for an RCU grace period). It is in its cgroup
+        # before we read any of its messages, hence before hooks, "ready" and exec. A cgroup
+        # namespace must be unshared after our writes, so then the init waits for them.
+        ours = [(d, name) for d, name in
+                (mgr.plan(None, {mgr.unified_dir()} if born_in else set()) if mgr else [])
+                if os.path.join(d, name) not in ctx.self_join]
         early = "cgroup" not in new_ns
         # The scheduler and memory policy must meet the cgroup (RT runtime, cpuset mems).
-        early = early and not ((config.get("process") or {}).get("scheduler")
-                               or linux.get("memoryPolicy"))
+        early = not ours or (early and not ((config.get("process") or {}).get("scheduler")
+                                            or linux.get("memoryPolicy")))
         if early:
             parent_ch.send({"type": "go", "state": hstate})
-        if mgr is not None:
-            mgr.enter(pid, {mgr.unified_dir()} if born_in else set())
+        for d, name in ours:
+            enter_dir(d, name, pid)
         if not early:
             parent_ch.send({"type": "go", "state": hstate})
         while True:

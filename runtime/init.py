@@ -53,6 +53,7 @@ class InitContext:
         self.cgroup = cgroup or {}
         self.has_runtime_hooks = has_runtime_hooks
         self.new_keyring = new_keyring  # session keyring name; None for --no-new-keyring
+        self.self_join: list[str] = []  # v1 `tasks` files we write "0" to (create.py)
         self.mount_sock: int | None = None  # where create hands over bind sources (userns)
         self.idmap_fds: dict[int, int] = {}  # mount index -> detached idmapped mount (idmap.py)
         # The mount namespace: "new", "joined" (another one, by path: rootfs_id is the
@@ -93,6 +94,8 @@ def _run(ctx: InitContext) -> None:
         os._exit(1)  # the parent went away: nothing to report to
     state = go["state"]
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    for path in ctx.self_join:
+        _join_cgroup_self(path)
     # Before any namespace join and pivot_root: libseccomp and the config come from the host.
     sec = None
     if spec.get("linux", {}).get("seccomp") is not None and proc:
@@ -232,6 +235,20 @@ def _preload(ctx: InitContext) -> None:
     hooks_cfg = ctx.spec.get("hooks") or {}
     if hooks_cfg.get("createContainer") or hooks_cfg.get("startContainer"):
         import subprocess  # noqa: F401
+
+
+def _join_cgroup_self(path: str) -> None:
+    """Move ourselves into a v1 cgroup: "0" into its `tasks` file. As the task moved is
+    the writer and single-threaded, the kernel skips its global threadgroup lock."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise PyruncError(f"error adding the container's init to cgroups: {path}: "
+                          f"{e.strerror}") from None
 
 
 def _join_keyring(name: str) -> None:
