@@ -15,6 +15,7 @@ from typing import Any
 
 from imagetool import digest as _digest
 from imagetool.errors import ImagetoolError
+from runtime.linux.inroot import InRoot, TooManyLinks
 
 from .dockerignore import DockerIgnore, go_clean, go_match, has_wildcards
 
@@ -35,31 +36,14 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def resolve_in_root(root: str, rel: str, *, follow_last: bool = True) -> str:
     """`rel` inside `root` with symlinks resolved as if `root` were `/` (a link can't lead
-    out of the context). Returns the resolved path relative to root ('' for the root)."""
-    parts = [p for p in go_clean("/" + rel).split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        candidate = done + [part]
-        full = os.path.join(root, *candidate)
-        if (parts or follow_last) and os.path.islink(full):
-            hops += 1
-            if hops > 255:
-                raise SourceError(f"{rel}: too many levels of symbolic links")
-            target = os.readlink(full)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        if part == ".":
-            continue
-        done.append(part)
-    return "/".join(done)
+    out of the context). Returns the resolved path relative to root ('' for the root).
+    The shared resolver's clamp mode (runtime/linux/inroot.py) after a lexical clean of
+    `rel`; a component that can't be lstat'ed is kept as a name (callers report)."""
+    try:
+        return InRoot(root, tolerate=(OSError, ValueError)).walk(
+            go_clean("/" + rel).split("/"), follow_last=follow_last)
+    except TooManyLinks:
+        raise SourceError(f"{rel}: too many levels of symbolic links") from None
 
 
 def entry_record(rel: str, full: str, st: os.stat_result, with_mtime: bool,

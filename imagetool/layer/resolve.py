@@ -1,8 +1,10 @@
 """The in-root path resolver: paths inside a root resolved the way a chrooted process sees them.
 
 Every component is lstat'ed; an absolute symlink restarts at the root, a relative one continues
-from its directory, and a `..` that would climb above the root is refused (UnsafeLayer). The
-last component of an entry is never followed. `read_file_in` reads a file of a rootfs (e.g.
+from its directory, and a `..` that would climb above the root is refused (UnsafeLayer): the
+shared resolver's refuse mode (runtime/linux/inroot.py), strict about directories, with this
+module's errors, cache and implicit directories. The last component of an entry is never
+followed. `read_file_in` reads a file of a rootfs (e.g.
 /etc/passwd) with every symlink followed inside it only.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import stat
 from typing import Any
+
+from runtime.linux.inroot import REFUSE, Escape, InRoot, InRootError, TooManyLinks
 
 from .base import LayerError, UnsafeLayer
 
@@ -32,10 +36,11 @@ def split_name(name: str, label: str = "layer", what: str = "entry") -> list[str
 
 
 class Resolver:
-    """Paths inside `root` resolved like a chroot would, without ever leaving it: every
-    component is lstat'ed; symlinks are followed inside the root; a `..` above the root is
-    refused. Resolved directories are cached (keyed by the unresolved path) until a
-    directory or symlink is removed."""
+    """Paths inside `root` resolved like a chroot would, without ever leaving it: the shared
+    resolver (runtime/linux/inroot.py) in refuse mode and strict (every component lstat'ed;
+    symlinks followed inside the root; a `..` above the root is refused; what a path goes
+    through must be a directory). Resolved directories are cached (keyed by the unresolved
+    path) until a directory or symlink is removed."""
 
     def __init__(self, root: str, label: str = "layer") -> None:
         self.root = os.path.realpath(root)
@@ -43,8 +48,11 @@ class Resolver:
         self.cache: dict[str, str] = {"": ""}
         self.implicit: list[str] = []
         self.before_mkdir: Any = None  # called with a parent's host path before mkdir in it
-        self._links = 0
         self._entry = ""
+        self._create = False  # directory(): make missing directories
+        self._file = False    # follow(): a missing last component is FileNotFoundError
+        self._walk = InRoot(self.root, mode=REFUSE, max_links=MAX_LINKS, strict=True,
+                            on_missing=self._missing)
 
     def host(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
@@ -59,58 +67,47 @@ class Resolver:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        self._links, self._entry = 0, entry
-        # from the longest prefix already resolved, one component at a time (no recursion:
-        # a layer may nest thousands of directories)
+        self._entry, self._create, self._file = entry, create, False
+        self._walk.links = 0
+        # from the longest prefix already resolved, one component at a time
         i = len(parts) - 1
         while i > 0 and "/".join(parts[:i]) not in self.cache:
             i -= 1
         rel = self.cache["/".join(parts[:i])]
-        for j in range(i, len(parts)):
-            rel = self._step(rel, parts[j], create)
-            self.cache["/".join(parts[:j + 1])] = rel
+        try:
+            for j in range(i, len(parts)):
+                rel = self._walk.step(rel, parts[j], dir_last=True)
+                self.cache["/".join(parts[:j + 1])] = rel
+        except InRootError as e:
+            raise self._error(e) from None
         return rel
 
-    def _step(self, parent: str, name: str, create: bool) -> str:
+    def _missing(self, parent: str, name: str, at_end: bool) -> None:
         rel = f"{parent}/{name}" if parent else name
-        path = self.host(rel)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            if not create:
-                raise LayerError(f"{self.label}: {self._entry}: /{rel} does not exist") from None
-            if self.before_mkdir is not None:
-                self.before_mkdir(self.host(parent))
-            os.mkdir(path, 0o755)
-            self.implicit.append(rel)
-            return rel
-        except NotADirectoryError:
-            raise LayerError(f"{self.label}: {self._entry}: /{parent} is not a "
-                             "directory") from None
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            return rel
-        if stat.S_ISLNK(mode):
-            return self._follow(parent, rel, os.readlink(path), create)
-        raise LayerError(f"{self.label}: {self._entry}: /{rel} is not a directory")
+        if self._file and at_end:
+            raise FileNotFoundError(2, "No such file or directory", self.host(rel))
+        if not self._create:
+            raise LayerError(f"{self.label}: {self._entry}: /{rel} does not exist")
+        if self.before_mkdir is not None:
+            self.before_mkdir(self.host(parent))
+        os.mkdir(self.host(rel), 0o755)
+        self.implicit.append(rel)
 
-    def _follow(self, base: str, link: str, target: str, create: bool) -> str:
-        self._links += 1
-        if self._links > MAX_LINKS:
-            raise LayerError(f"{self.label}: {self._entry}: too many levels of symbolic links")
-        cur = "" if target.startswith("/") else base
-        for comp in target.split("/"):
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if not cur:
-                    raise UnsafeLayer(
-                        f"{self.label}: {self._entry}: goes through the symlink /{link} -> "
-                        f"{target}, which leads outside the rootfs; refusing it")
-                cur = cur.rpartition("/")[0]
-                continue
-            cur = self._step(cur, comp, create)
-        return cur
+    def _error(self, e: InRootError) -> LayerError:
+        """The shared resolver's error in this module's words; a symlink that ends a path
+        follow() reads is worded as a file's."""
+        where = f"{self.label}: {self._entry}"
+        as_file = self._file and e.at_end
+        if isinstance(e, Escape):
+            if as_file:
+                return UnsafeLayer(f"{where}: the symlink /{e.link} -> {e.target} leads "
+                                   "outside the rootfs")
+            return UnsafeLayer(f"{where}: goes through the symlink /{e.link} -> {e.target}, "
+                               "which leads outside the rootfs; refusing it")
+        if isinstance(e, TooManyLinks):
+            return LayerError(f"{where}: too many "
+                              f"{'symbolic links' if as_file else 'levels of symbolic links'}")
+        return LayerError(f"{where}: /{e.rel} is not a directory")
 
     def existing(self, parts: list[str], entry: str) -> tuple[str, os.stat_result]:
         """(host path, lstat) of an existing entry; its last component is not followed."""
@@ -126,43 +123,20 @@ class Resolver:
 
     def follow(self, path: str, entry: str) -> str:
         """The host path of `path` (absolute inside the root) with every symlink followed,
-        the last one too, never leaving the root. For reading files like /etc/passwd."""
+        the last one too, never leaving the root. For reading files like /etc/passwd.
+        FileNotFoundError if the last component is missing."""
         parts = split_name(path.lstrip("/"), self.label, "path")
         if not parts:
             return self.root
         parent = self.directory(parts[:-1], False, entry)
-        self._links, self._entry = 0, entry
-        rel = f"{parent}/{parts[-1]}" if parent else parts[-1]
-        st = os.lstat(self.host(rel))
-        if stat.S_ISLNK(st.st_mode):
-            rel = self._follow_file(parent, rel)
-        return self.host(rel)
-
-    def _follow_file(self, base: str, link: str) -> str:
-        while True:
-            target = os.readlink(self.host(link))
-            self._links += 1
-            if self._links > MAX_LINKS:
-                raise LayerError(f"{self.label}: {self._entry}: too many symbolic links")
-            comps = [c for c in target.split("/") if c not in ("", ".")]
-            cur = "" if target.startswith("/") else base
-            for i, comp in enumerate(comps):
-                if comp == "..":
-                    if not cur:
-                        raise UnsafeLayer(f"{self.label}: {self._entry}: the symlink /{link} "
-                                          f"-> {target} leads outside the rootfs")
-                    cur = cur.rpartition("/")[0]
-                elif i < len(comps) - 1:
-                    cur = self._step(cur, comp, False)
-                else:
-                    cur = f"{cur}/{comp}" if cur else comp
-            if not comps or comps[-1] == "..":
-                return cur
-            st = os.lstat(self.host(cur))
-            if not stat.S_ISLNK(st.st_mode):
-                return cur
-            base, link = cur.rpartition("/")[0], cur
-
+        self._entry, self._create, self._file = entry, False, True
+        self._walk.links = 0
+        try:
+            return self.host(self._walk.step(parent, parts[-1]))
+        except InRootError as e:
+            raise self._error(e) from None
+        finally:
+            self._file = False
 
 
 def read_file_in(root: str, path: str, limit: int = 4 << 20) -> bytes | None:

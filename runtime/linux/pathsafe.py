@@ -2,8 +2,8 @@
 
 This is what keeps a mount target such as /etc -> /host/etc inside the container
 (CVE-2021-30465): every component is looked up under the root, absolute symlinks restart
-at the root, and '..' stops at it. The final check after opening (see open_inside) closes
-the race between resolving and mounting.
+at the root, and '..' stops at it (the shared resolver's clamp mode, inroot.py). The final
+check after opening (see open_inside) closes the race between resolving and mounting.
 """
 
 from __future__ import annotations
@@ -12,39 +12,21 @@ import os
 import stat
 
 from runtime.errors import PyruncError
+from runtime.linux.inroot import InRoot, TooManyLinks
 
 _MAX_LINKS = 255
 
 
 def secure_join(root: str, unsafe: str) -> str:
-    """Join `unsafe` onto `root`, following symlinks as if chrooted into root."""
+    """Join `unsafe` onto `root`, following symlinks as if chrooted into root (clamp mode of
+    the shared resolver, runtime/linux/inroot.py: every component followed, the last too; a
+    missing one, or one under a file, is kept as a name: callers creating it will say)."""
     root = os.path.abspath(root)
-    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            resolved.append(part)  # missing (or under a file): callers creating it will say
-            continue
-        if not stat.S_ISLNK(st.st_mode):
-            resolved.append(part)
-            continue
-        links += 1
-        if links > _MAX_LINKS:
-            raise PyruncError(f"{unsafe}: too many levels of symbolic links")
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-    return os.path.join(root, *resolved)
+    try:
+        rel = InRoot(root, max_links=_MAX_LINKS).walk(unsafe.split("/"))
+    except TooManyLinks:
+        raise PyruncError(f"{unsafe}: too many levels of symbolic links") from None
+    return os.path.join(root, rel) if rel else root
 
 
 def is_inside(root: str, path: str) -> bool:
