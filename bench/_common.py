@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import random
 import statistics
 import subprocess
 import time
@@ -242,3 +243,39 @@ def common_args(ap: object, runs: int, *, warmup: bool = True, code: str = "pyru
     add("--json", default=None, help="write JSON here (default bench/results/...)")
     add("--code", choices=["snapshot", "as-is"], default="snapshot",
         help=f"{code} from a compiled copy taken now (default) or as is")
+
+
+def summarise_s(samples: Sequence[float]) -> dict[str, float]:
+    """summarise() in seconds, computed in ms so its rounding keeps microseconds."""
+    return {k: v if k == "n" else round(v / 1e3, 6)
+            for k, v in summarise([x * 1e3 for x in samples]).items()}
+
+
+def ratio_ci(num: Sequence[float], den: Sequence[float], n: int = 2000,
+             seed: int = 4) -> tuple[float, float]:
+    """A 90 % bootstrap interval of median(num)/median(den), resampling whole rounds (the
+    samples are paired by round), with a fixed seed so a result file is reproducible."""
+    rng = random.Random(seed)
+    k = len(num)
+    ratios = []
+    for _ in range(n):
+        idx = [rng.randrange(k) for _ in range(k)]
+        ratios.append(statistics.median(num[i] for i in idx) /
+                      statistics.median(den[i] for i in idx))
+    q = statistics.quantiles(ratios, n=20, method="inclusive")
+    return round(q[0], 3), round(q[-1], 3)
+
+
+def sigterm_exit(signum: int, frame: object) -> None:
+    """A SIGTERM handler that unwinds like SystemExit, so a benchmark's finally: cleans up."""
+    raise SystemExit(128 + signum)
+
+
+def cgroup_leftovers(prefix: str, base: str = "/sys/fs/cgroup") -> list[str]:
+    """cgroup directories whose name starts with `prefix`, a few levels deep."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(base):
+        found += [os.path.join(dirpath, d) for d in dirnames if d.startswith(prefix)]
+        if dirpath.count("/") > 6:
+            dirnames[:] = []
+    return found

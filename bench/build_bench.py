@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.build_bench [--runs N] [--json OUT] [--code snapshot|as-is]
 
-One busybox base image (conformance/engines/conftest.py's fixture: busybox-static -> umoci ->
-skopeo docker-archive, no internet) put into each tool's private store the same way
+One busybox base image (conformance/engines/bundles.py: busybox-static -> umoci -> skopeo
+docker-archive, no internet) put into each tool's private store the same way
 (`imagetool load`, `buildah pull docker-archive:`, `docker load`), then N rounds (default 5),
 the tools in an order rotated every round, each tool doing two builds of a copy of
 examples/app (FROM busybox:latest, WORKDIR, ENV, COPY, RUN, EXPOSE, CMD):
@@ -20,7 +20,7 @@ examples/app (FROM busybox:latest, WORKDIR, ENV, COPY, RUN, EXPOSE, CMD):
 
 RUN steps use the host network in all three (imagetool's RUN has no network namespace, so the
 peers get `--network host` too); buildah runs RUN through runc (its default crun refuses this
-hybrid-cgroup host). dockerd 20.10 is our own (bench/engines_bench.py's Dockerd: own dirs,
+hybrid-cgroup host). dockerd 20.10 is our own (bench/_engines.py's Dockerd: own dirs,
 unix socket, no iptables/bridge); buildah's storage is under the temp dir (--root/--runroot);
 imagetool has its own --root and runs from a compiled snapshot of imagetool/ and runtime/
 (`--code as-is` for the checkout). Wall seconds from spawn to exit; median, p10/p90, and the
@@ -33,16 +33,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
-import shutil
 import signal
 import statistics
 import sys
 import time
 from typing import Any
 
+from bench._builders import Builders
+from bench._code import imagetool_launcher, snapshot_src
 from bench._common import (
-    REPO,
     CommandFailed,
     base_meta,
     check,
@@ -50,93 +49,20 @@ from bench._common import (
     first_line,
     footer,
     git_state,
+    ratio_ci,
     save_result,
+    sigterm_exit,
+    summarise_s,
     table,
 )
-from bench.engines_bench import DOCKER, Dockerd, _sigterm, build_image, ratio_ci, summarise_s
-from bench.run_bench import imagetool_launcher, snapshot_src
-from bench.runtime_bench import which
-from conformance.engines.conftest import run, short_tempdir, unmount_and_remove
+from bench._engines import DOCKER, build_image
+from conformance.engines.procs import short_tempdir, unmount_and_remove, which
 
 TOOLS = ("imagetool", "buildah", "docker")
 PEERS = ("buildah", "docker")
 KINDS = ("cold", "rebuild")
-TAG = "app:latest"
 GOAL_COLD = 1.0       # imagetool cold / the faster peer's cold
 GOAL_REBUILD_S = 0.3  # imagetool's no-change rebuild, seconds
-
-
-class Builders:
-    """The three tools' private stores and their build commands."""
-
-    def __init__(self, top: str, imagetool: str) -> None:
-        self.top = top
-        self.imagetool = imagetool
-        self.ctx = os.path.join(top, "ctx")
-        self.it_root = os.path.join(top, "it")
-        self.bh_root = os.path.join(top, "bh", "root")
-        self.bh_run = os.path.join(top, "bh", "run")
-        self.buildah = which("buildah")
-        self.runc = which("runc")
-        self.dk = Dockerd(os.path.join(top, "d"), os.path.basename(top).replace("_", ""), [], {})
-        self.dk_env = dict(self.dk.env, DOCKER_BUILDKIT="0")
-        self.iid = os.path.join(top, "bh", "iid")
-
-    def bh(self, *args: str) -> list[str]:
-        return [self.buildah, "--root", self.bh_root, "--runroot", self.bh_run,
-                "--storage-driver", "overlay", *args]
-
-    def argv(self, tool: str, kind: str) -> tuple[list[str], dict[str, str] | None]:
-        nc = ["--no-cache"] if kind == "cold" else []
-        if tool == "imagetool":
-            return [self.imagetool, "--root", self.it_root, "build", *nc, "-t", TAG,
-                    self.ctx], None
-        if tool == "buildah":
-            return self.bh("bud", "--layers", *nc, "--pull=never", "--network", "host",
-                           "--runtime", self.runc, "--iidfile", self.iid, "-t", TAG,
-                           self.ctx), None
-        return [DOCKER, "build", *nc, "--network", "host", "-t", TAG, self.ctx], self.dk_env
-
-    def image_id(self, tool: str, out: str) -> str:
-        """The id of the image the build just made, from its output (or buildah's iidfile)."""
-        if tool == "buildah":
-            with open(self.iid) as f:
-                return f.read().strip()
-        with open(out, errors="replace") as f:
-            text = f.read()
-        pat = (r"--> built (sha256:[0-9a-f]{64})" if tool == "imagetool"
-               else r"Successfully built ([0-9a-f]{12,64})")
-        found = re.findall(pat, text)
-        if not found:
-            raise CommandFailed(f"{tool}: no image id in its output:\n{text[-2000:]}")
-        return found[-1]
-
-    def start(self, archive: str) -> None:
-        shutil.copytree(os.path.join(REPO, "examples", "app"), self.ctx)
-        os.makedirs(self.it_root)
-        r = run([self.imagetool, "--root", self.it_root, "load", "-q", "-i", archive],
-                timeout=180)
-        if r.rc != 0:
-            raise SystemExit(f"build_bench: imagetool load failed:\n{r!r}")
-        os.makedirs(self.bh_run)
-        r = run(self.bh("pull", "-q", f"docker-archive:{archive}"), timeout=180)
-        if r.rc != 0:
-            raise SystemExit(f"build_bench: buildah pull failed:\n{r!r}")
-        self.dk.start(archive)  # starts dockerd and `docker load`s the archive
-
-    def teardown(self) -> list[str]:
-        problems: list[str] = []
-        try:
-            problems += self.dk.teardown()
-        except Exception as e:  # keep tearing down the rest
-            problems.append(f"teardown dockerd: {e!r}")
-        if os.path.isdir(self.bh_root):
-            r = run(self.bh("containers", "-q"), timeout=60)
-            problems += [f"buildah container left: {c}" for c in r.out.split()]
-            run(self.bh("rm", "--all"), timeout=120)
-            run(self.bh("rmi", "--all", "--force"), timeout=120)
-        # overlay mounts buildah (and dockerd) leave are unmounted by unmount_and_remove(top)
-        return problems
 
 
 def analyse(walls: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
@@ -192,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("build_bench: run as root")
     if not os.access(DOCKER, os.X_OK):
         raise SystemExit(f"build_bench: {DOCKER} (docker.io's 20.10 client) not found")
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, sigterm_exit)
     top = short_tempdir("bb-")
     started = time.monotonic()
     load_before = os.getloadavg()

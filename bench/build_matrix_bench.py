@@ -1,5 +1,5 @@
 """Build time over the Dockerfile matrix: `imagetool build` vs `docker build` (BuildKit) vs
-`buildah bud`, every case of tests/imagetool/builder/matrix_cases.py.
+`buildah bud`, every case of conformance/engines/build_cases.py.
 
     .venv/bin/python -m bench.build_matrix_bench [--runs N] [--json OUT] [--code snapshot|as-is]
 
@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Any
 
+from bench._builders import Builders
+from bench._code import imagetool_launcher, snapshot_src
 from bench._common import (
     CommandFailed,
     base_meta,
@@ -34,16 +36,13 @@ from bench._common import (
     footer,
     git_state,
     save_result,
+    sigterm_exit,
     table,
     timed,
 )
-from bench.build_bench import Builders
-from bench.engines_bench import DOCKER, _sigterm, build_image
-from bench.run_bench import imagetool_launcher, snapshot_src
-from bench.runtime_bench import which
-from conformance.engines.conftest import short_tempdir, unmount_and_remove
-from tests.imagetool.builder.buildhelp import fill_context
-from tests.imagetool.builder.matrix_cases import CASES
+from bench._engines import DOCKER, build_image
+from conformance.engines.build_cases import CASES, fill_context
+from conformance.engines.procs import short_tempdir, unmount_and_remove, which
 
 TOOLS = ("imagetool", "docker", "buildah")
 KINDS = ("cold", "rebuild")
@@ -52,7 +51,7 @@ GOAL_REBUILD = 1.0
 
 
 class MatrixBuilders(Builders):
-    """build_bench's three private stores, building one context per matrix case."""
+    """bench/_builders.py's three private stores, building one context per matrix case."""
 
     def __init__(self, top: str, imagetool: str) -> None:
         super().__init__(top, imagetool)
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("build_matrix_bench: run as root")
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, sigterm_exit)
     top = short_tempdir("bm-")
     started, load_before = time.monotonic(), os.getloadavg()
     b: MatrixBuilders | None = None

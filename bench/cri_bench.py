@@ -111,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_args(ap, runs=20)
     args = ap.parse_args(argv)
-    from bench.engines_bench import pyrunc_under_test
+    from bench._code import pyrunc_under_test
     from conformance.cri.client import CRIClient
     from conformance.cri.cluster import CRIContainerd, cni_bin_source
     from conformance.cri.images import build_and_push
     from conformance.cri.pods import Pods
-    from conformance.engines.conftest import short_tempdir
-    from tests.imagetool.conftest import Registry, _settings, free_port
-    from tests.rig import RUNC
+    from conformance.engines.bundles import RUNC
+    from conformance.engines.procs import short_tempdir
+    from conformance.engines.registry import LocalRegistry
 
     bins = {b: shutil.which(b) for b in ("containerd", "containerd-shim-runc-v2")}
     missing = [b for b, p in bins.items() if not p] + ([] if RUNC else ["runc"])
@@ -129,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.monotonic(), os.getloadavg()
     work = tempfile.mkdtemp(prefix="cri-bench-")
     top = short_tempdir("pyrunc-crib-")
-    port = free_port()
-    reg = Registry("plain", os.path.join(work, "registry"), port,
-                   _settings(os.path.join(work, "registry"), port))
-    os.makedirs(reg.root)
+    reg = LocalRegistry(work)
     cluster = None
     problems: list[str] = []
     try:

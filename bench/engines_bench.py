@@ -5,7 +5,7 @@
 
 Starts its own containerd 1.6 (for ctr) and its own dockerd 20.10 (which starts its own
 containerd), each with private dirs and unix sockets only, loads a busybox image built here
-(conformance/engines/conftest.py's fixture: busybox-static -> umoci -> skopeo, no internet),
+(conformance/engines/bundles.py: busybox-static -> umoci -> skopeo, no internet),
 then per round, in an order rotated every round so drift hits every pair alike, times:
 
   ctr     `ctr -a SOCK -n NS-X run --rm --runc-binary X IMAGE ID true`
@@ -23,67 +23,46 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from bench._code import pyrunc_under_test
 from bench._common import (
-    REPO,
     CommandFailed,
     base_meta,
+    cgroup_leftovers,
     check,
     common_args,
     first_line,
     footer,
     git_state,
+    ratio_ci,
     save_result,
+    sigterm_exit,
     stale_bytecode,
-    summarise,
+    summarise_s,
     table,
 )
-from bench.runtime_bench import UNIFIED, cgroup_leftovers, which
-from conformance.engines.conftest import (
-    Daemon,
-    busybox_archive,
-    run,
-    short_tempdir,
-    unmount_and_remove,
+from bench._engines import (
+    CTR_IMAGE,
+    DOCKER,
+    UNIFIED,
+    Containerd,
+    Dockerd,
+    Runtime,
+    build_image,
 )
+from conformance.engines.drivers import crun_wrapper_text
+from conformance.engines.procs import run, short_tempdir, unmount_and_remove, which, write_exec
 from conformance.engines.wrapper import Wrapper
 
-PYRUNC = os.path.join(os.path.dirname(sys.executable), "pyrunc")
-DOCKER = "/usr/bin/docker"  # the docker.io 20.10 client; /usr/local/bin/docker is newer
-CTR_IMAGE = "docker.io/library/busybox:latest"
-DOCKER_IMAGE = "busybox"
 ENGINES = ("ctr", "docker")
 OTHERS = ("pyrunc", "runc", "crun", "crun-net")  # row order; crun-net is derived
 GOAL = 1.05  # pyrunc / runc, per engine
-CRUN_WRAPPER = """#!/bin/sh
-# crun refuses this hybrid cgroup host: run it in a private mount namespace without cgroup2.
-exec {unshare} -m {sh} -c '{umount} {unified} && exec {crun} "$@"' crun "$@"
-"""
-
-
-@dataclass
-class Runtime:
-    """A runtime under test: `path` is what the engines exec (--runc-binary, --add-runtime),
-    `docker_name` its name in dockerd's runtime table."""
-
-    name: str
-    path: str
-    docker_name: str
-
-
 @dataclass
 class Subject:
     """One (engine, runtime) pair and its samples: wall seconds, and the client's CPU
@@ -97,287 +76,6 @@ class Subject:
     @property
     def key(self) -> str:
         return f"{self.engine} {self.runtime.name}"
-
-
-def write_exec(path: str, text: str) -> str:
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o755)
-    return path
-
-
-def crun_wrapper_text(crun: str = "") -> str:
-    """The crun wrapper; with crun="/bin/true", the probe that measures the wrapper alone."""
-    return CRUN_WRAPPER.format(unshare=which("unshare"), sh=which("sh"), umount=which("umount"),
-                               unified=UNIFIED, crun=crun or which("crun"))
-
-
-def pyrunc_under_test(mode: str, top: str) -> str:
-    """snapshot: a launcher like the installed one (same interpreter and flags) whose
-    sys.path points at a compiled copy of runtime/ taken now, so one run measures one version
-    of the code while others edit the checkout; as-is: the installed pyrunc."""
-    if mode == "as-is":
-        return PYRUNC
-    with open(PYRUNC) as f:
-        launcher = f.read()
-    line = f"sys.path.insert(0, {REPO!r})"
-    if line not in launcher and line.replace("'", '"') not in launcher:
-        raise SystemExit(f"engines_bench: {PYRUNC} is not scripts/install.sh's launcher "
-                         f"(no {line}); use --code as-is")
-    src = os.path.join(top, "src")
-    shutil.copytree(os.path.join(REPO, "runtime"), os.path.join(src, "runtime"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True,
-                   stdout=subprocess.DEVNULL)
-    launcher = launcher.replace(line, f"sys.path.insert(0, {src!r})").replace(
-        line.replace("'", '"'), f"sys.path.insert(0, {src!r})")
-    return write_exec(os.path.join(top, "pyrunc"), launcher)
-
-
-class _Factory:
-    """Just enough of pytest's tmp_path_factory for the busybox_archive fixture."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def mktemp(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=name + "-", dir=self.base))
-
-
-def build_image(top: str) -> str:
-    """conformance/engines/conftest.py's busybox_archive fixture, called outside pytest."""
-    fixture = busybox_archive._get_wrapped_function()  # type: ignore[attr-defined]
-    os.makedirs(os.path.join(top, "img"))
-    try:
-        return fixture(_Factory(os.path.join(top, "img")))
-    except pytest.fail.Exception as e:  # the fixture asserts; keep its message
-        raise SystemExit(f"engines_bench: building the busybox image failed: {e}") from None
-    except AssertionError as e:
-        raise SystemExit(f"engines_bench: building the busybox image failed: {e}") from None
-
-
-def wait_ready(d: Daemon, probe: Any, timeout: float = 90) -> None:
-    try:
-        d.wait_ready(probe, timeout)
-    except pytest.fail.Exception as e:  # conftest reports with pytest.fail
-        raise SystemExit(f"engines_bench: {e}") from None
-
-
-def remove_cgroup_parent(parent: str) -> tuple[list[str], list[str]]:
-    """Remove /sys/fs/cgroup/<ctrl>/<parent> (ours alone) in every hierarchy. Returns (child
-    cgroups the runtimes left behind, problems)."""
-    left, problems = [], []
-    for ctrl in sorted(os.listdir("/sys/fs/cgroup")):
-        path = os.path.join("/sys/fs/cgroup", ctrl, parent)
-        if os.path.islink(os.path.join("/sys/fs/cgroup", ctrl)) or not os.path.isdir(path):
-            continue
-        for dirpath, dirnames, _ in os.walk(path, topdown=False):
-            for d in dirnames:
-                left.append(os.path.join(dirpath, d))
-                try:
-                    os.rmdir(os.path.join(dirpath, d))
-                except OSError as e:
-                    problems.append(f"{os.path.join(dirpath, d)}: {e}")
-        try:
-            os.rmdir(path)
-        except OSError as e:
-            problems.append(f"{path}: {e}")
-    return left, problems
-
-
-def remove_hidden_unified(parents: list[str]) -> tuple[int, list[str]]:
-    """crun, wrapped, writes <unified>/<parent>/<id>/cgroup.procs as plain files on the
-    /sys/fs/cgroup tmpfs, hidden under the host's cgroup2 mount. Remove our parents there from
-    a private mount namespace. Returns (how many container dirs were there, problems)."""
-    names = " ".join(f"'{p}'" for p in parents)
-    script = (f'umount {UNIFIED} && cd {UNIFIED} && n=0 && for p in {names}; do '
-              'if [ -d "$p" ]; then n=$((n + $(ls -A "$p" | wc -l))); rm -rf -- "$p"; fi; '
-              'done && echo "$n" && for p in ' + names + '; do [ -e "$p" ] && echo "left $p"; '
-              'done; true')
-    p = subprocess.run([which("unshare"), "-m", which("sh"), "-c", script],
-                       capture_output=True, text=True, timeout=60)
-    lines = p.stdout.split()
-    if p.returncode != 0 or not lines or not lines[0].isdigit() or "left" in lines:
-        return 0, [f"crun residue under hidden {UNIFIED}: {(p.stdout + p.stderr).strip()}"]
-    return int(lines[0]), []
-
-
-class Containerd:
-    """containerd for ctr: one namespace per runtime, so the shim's runtime root
-    (/run/containerd/runc/<ns>, shared by every containerd on the host) and the cgroup parent
-    (/<ns>) are ours alone and per runtime."""
-
-    def __init__(self, top: str, tag: str, runtimes: list[Runtime]) -> None:
-        self.top = top
-        self.sock = os.path.join(top, "containerd.sock")
-        self.ctr = which("ctr")
-        self.tag = tag
-        self.ns = {rt.name: f"{tag}-{rt.name}" for rt in runtimes}
-        self.runtimes = {rt.name: rt for rt in runtimes}
-        self.daemon: Daemon | None = None
-        self.residue = 0
-
-    def start(self, archive: str) -> None:
-        os.makedirs(self.top)
-        cfg = os.path.join(self.top, "config.toml")
-        with open(cfg, "w") as f:
-            f.write(f"""version = 2
-root = "{self.top}/root"
-state = "{self.top}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{self.top}/opt"
-""")
-        self.daemon = Daemon("containerd", [which("containerd"), "--config", cfg],
-                             os.path.join(self.top, "containerd.log"))
-        wait_ready(self.daemon, lambda: os.path.exists(self.sock)
-                   and run(self.argv("default", "version"), timeout=10).rc == 0)
-        for ns in self.ns.values():
-            r = run(self.argv(ns, "images", "import", archive), timeout=180)
-            if r.rc != 0:
-                raise SystemExit(f"engines_bench: ctr images import failed:\n{r!r}")
-
-    def argv(self, ns: str, *args: str) -> list[str]:
-        return [self.ctr, "-a", self.sock, "-n", ns, *args]
-
-    def run_argv(self, rt: Runtime, cid: str) -> list[str]:
-        return self.argv(self.ns[rt.name], "run", "--rm", "--runc-binary", rt.path, CTR_IMAGE,
-                         cid, "true")
-
-    def teardown(self) -> list[str]:
-        problems: list[str] = []
-        if self.daemon and self.daemon.proc.poll() is None:
-            for ns in self.ns.values():
-                r = run(self.argv(ns, "task", "ls", "-q"), timeout=30)
-                for cid in r.out.split():
-                    problems.append(f"ctr task left in {ns}: {cid}")
-                    run(self.argv(ns, "task", "kill", "-a", "-s", "SIGKILL", cid), timeout=30)
-                    time.sleep(0.5)
-                    run(self.argv(ns, "task", "delete", "-f", cid), timeout=30)
-                r = run(self.argv(ns, "container", "ls", "-q"), timeout=30)
-                for cid in r.out.split():
-                    problems.append(f"ctr container left in {ns}: {cid}")
-                    run(self.argv(ns, "container", "delete", cid), timeout=30)
-        if self.daemon:
-            self.daemon.stop()
-        for name, ns in self.ns.items():
-            root = f"/run/containerd/runc/{ns}"
-            if os.path.isdir(root):
-                for cid in os.listdir(root):
-                    problems.append(f"{name} state left in {root}: {cid}")
-                    run([self.runtimes[name].path, "--root", root, "delete", "--force", cid],
-                        timeout=30)
-                try:
-                    os.rmdir(root)
-                except OSError as e:
-                    problems.append(f"{root}: {e}")
-            left, probs = remove_cgroup_parent(ns)
-            problems += [f"cgroup left by {name} (removed): {p}" for p in left] + probs
-        self.residue, probs = remove_hidden_unified(list(self.ns.values()))
-        return problems + probs
-
-
-class Dockerd:
-    """dockerd with one --add-runtime per runtime and a cgroup parent of our own."""
-
-    def __init__(self, top: str, tag: str, runtimes: list[Runtime],
-                 checks: dict[str, Wrapper]) -> None:
-        self.top = top
-        self.checks = checks
-        self.sock = os.path.join(top, "docker.sock")
-        self.cgroup_parent = f"{tag}-docker"
-        self.runtimes = runtimes
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}",
-                        DOCKER_CONFIG=os.path.join(top, "client"))
-        self.daemon: Daemon | None = None
-        self.residue = 0
-
-    def start(self, archive: str) -> None:
-        os.makedirs(self.top)
-        cfg = os.path.join(self.top, "daemon.json")
-        with open(cfg, "w") as f:
-            f.write("{}\n")
-        argv = [which("dockerd"), "--config-file", cfg,
-                "--data-root", os.path.join(self.top, "data"),
-                "--exec-root", os.path.join(self.top, "exec"),
-                "--pidfile", os.path.join(self.top, "docker.pid"),
-                "-H", f"unix://{self.sock}", "--cgroup-parent", f"/{self.cgroup_parent}",
-                "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                "--userland-proxy=false"]
-        for rt in self.runtimes:
-            argv += ["--add-runtime", f"{rt.docker_name}={rt.path}"]
-        for name, w in self.checks.items():
-            argv += ["--add-runtime", f"{name}-chk={w.path}"]
-        self.daemon = Daemon("dockerd", argv, os.path.join(self.top, "dockerd.log"))
-        wait_ready(self.daemon, lambda: os.path.exists(self.sock)
-                   and self.docker("version", timeout=10).rc == 0)
-        r = self.docker("load", "-i", archive, timeout=180)
-        if r.rc != 0:
-            raise SystemExit(f"engines_bench: docker load failed:\n{r!r}")
-
-    def docker(self, *args: str, timeout: float = 60):
-        return run([DOCKER, *args], env=self.env, timeout=timeout)
-
-    def run_argv(self, rt: Runtime, runtime_name: str | None = None) -> list[str]:
-        return [DOCKER, "run", "--rm", "--network", "none", "--runtime",
-                runtime_name or rt.docker_name, DOCKER_IMAGE, "true"]
-
-    def _stop_own_containerd(self) -> None:
-        """dockerd stops the containerd it started; if it did not, stop that one by the pid
-        it recorded, after checking the process is ours (its command line names our dir)."""
-        try:
-            with open(os.path.join(self.top, "exec", "containerd", "containerd.pid")) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if self.top.encode() not in f.read():
-                    return
-        except (OSError, ValueError):
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-    def teardown(self) -> list[str]:
-        problems: list[str] = []
-        if self.daemon and self.daemon.proc.poll() is None:
-            r = self.docker("ps", "-aq", "--no-trunc")
-            for cid in r.out.split():
-                problems.append(f"docker container left: {cid}")
-                self.docker("rm", "-f", cid, timeout=60)
-        if self.daemon:
-            self.daemon.stop()
-            self._stop_own_containerd()
-        # dockerd 20.10 gives every runtime the same root, <exec-root>/runtime-runc/moby; a
-        # container left there (only after a failure) is force-deleted by whichever of the
-        # runtimes succeeds.
-        moby = os.path.join(self.top, "exec", "runtime-runc", "moby")
-        if os.path.isdir(moby):
-            for cid in os.listdir(moby):
-                problems.append(f"runtime state left in {moby}: {cid}")
-                for rt in self.runtimes:
-                    if os.path.exists(os.path.join(moby, cid)):
-                        run([rt.path, "--root", moby, "delete", "--force", cid], timeout=30)
-        left, probs = remove_cgroup_parent(self.cgroup_parent)
-        # dockerd's BuildKit keeps an empty <parent>/buildkit cgroup of its own: not a leak
-        problems += [f"cgroup left (removed): {p}" for p in left
-                     if os.path.basename(p) != "buildkit"] + probs
-        self.residue, probs = remove_hidden_unified([self.cgroup_parent])
-        return problems + probs
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Bench:
@@ -443,27 +141,6 @@ def preflight(ctd: Containerd, dk: Dockerd, runtimes: list[Runtime],
                 raise SystemExit(f"engines_bench: preflight {engine} {rt.name} failed:\n{r!r}\n"
                                  f"{w.report(mark)}")
     return seen
-
-
-def summarise_s(samples: list[float]) -> dict[str, float]:
-    """summarise() in seconds, computed in ms so its rounding keeps microseconds."""
-    return {k: v if k == "n" else round(v / 1e3, 6)
-            for k, v in summarise([x * 1e3 for x in samples]).items()}
-
-
-def ratio_ci(num: list[float], den: list[float], n: int = 2000,
-             seed: int = 4) -> tuple[float, float]:
-    """A 90 % bootstrap interval of median(num)/median(den), resampling whole rounds (the
-    samples are paired by round), with a fixed seed so a result file is reproducible."""
-    rng = random.Random(seed)
-    k = len(num)
-    ratios = []
-    for _ in range(n):
-        idx = [rng.randrange(k) for _ in range(k)]
-        ratios.append(statistics.median(num[i] for i in idx) /
-                      statistics.median(den[i] for i in idx))
-    q = statistics.quantiles(ratios, n=20, method="inclusive")
-    return round(q[0], 3), round(q[-1], 3)
 
 
 def analyse(bench: Bench, crun_calls: dict[str, int]) -> dict[str, Any]:
@@ -535,10 +212,6 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_args(ap, 15)
@@ -550,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                          "this host's hybrid layout")
     if not os.access(DOCKER, os.X_OK):
         raise SystemExit(f"engines_bench: {DOCKER} (docker.io's 20.10 client) not found")
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, sigterm_exit)
     stale = stale_bytecode()
     top = short_tempdir("eb-")
     tag = os.path.basename(top).replace("_", "")

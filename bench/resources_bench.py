@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench._code import pyrunc_env
 from bench._common import (
-    REPO,
     CommandFailed,
     Timing,
     base_meta,
@@ -52,17 +52,9 @@ from bench._common import (
     table,
     wait_exit,
 )
-from bench.runtime_bench import (
-    UNIFIED,
-    crun_raw_check,
-    pyrunc_env,
-    remove_crun_residue,
-    which,
-    wrap,
-)
-
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from conformance.engines.bundles import default_config, make_rootfs
+from conformance.engines.drivers import UNIFIED, crun_raw_check, remove_crun_residue, wrap
+from conformance.engines.procs import which
 
 PYRUNC = os.path.join(os.path.dirname(sys.executable), "pyrunc")
 PHASES = ("create", "start", "wait", "state", "delete")
@@ -85,7 +77,6 @@ EXPECTED_FILES = {"memory/memory.limit_in_bytes": str(256 * MiB),
 
 def heavy_config(args: list[str]) -> dict[str, Any]:
     from conformance.seccomp_profiles import docker_default
-    from tests.rig import default_config
     cfg = default_config(args)
     proc = cfg["process"]
     proc["capabilities"] = {s: list(DOCKER_CAPS) for s in ("bounding", "effective",
@@ -98,7 +89,6 @@ def heavy_config(args: list[str]) -> dict[str, Any]:
 
 def make_bundles(workdir: str, baseline: bool) -> dict[str, str]:
     """config name -> bundle path; the bundles share one rootfs copy."""
-    from tests.rig import default_config, make_rootfs
     rootfs = make_rootfs(os.path.join(workdir, "rootfs"))
     configs = {"resources": heavy_config(["/bin/true"])}
     if baseline:

@@ -14,7 +14,7 @@ skopeo docker-archive, no internet) loaded into each tool's private store (`imag
   docker            docker run --rm --network none busybox true    (dockerd's default runc)
 
 podman runs with a containers.conf/storage.conf of its own (conformance/engines/test_podman.py),
-dockerd with its own dirs and unix socket (bench/engines_bench.py's Dockerd), imagetool with
+dockerd with its own dirs and unix socket (bench/_engines.py's Dockerd), imagetool with
 its own --root; all under one temp dir that is removed at the end. Wall seconds per command;
 median, p10/p90 and the ratios imagetool/podman and imagetool/docker (goal, issue 6: below 1).
 
@@ -31,17 +31,14 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
-import types
 from typing import Any
 
+from bench._code import imagetool_launcher, snapshot_src
 from bench._common import (
-    REPO,
     CommandFailed,
     base_meta,
     check,
@@ -49,23 +46,16 @@ from bench._common import (
     first_line,
     footer,
     git_state,
+    ratio_ci,
     save_result,
+    sigterm_exit,
+    summarise_s,
     table,
 )
-from bench.engines_bench import (
-    DOCKER,
-    Dockerd,
-    _sigterm,
-    build_image,
-    ratio_ci,
-    summarise_s,
-    write_exec,
-)
-from bench.runtime_bench import which
-from conformance.engines.conftest import run, short_tempdir, unmount_and_remove
-from conformance.engines.test_podman import Podman
+from bench._engines import DOCKER, Dockerd, build_image
+from conformance.engines.drivers import Podman
+from conformance.engines.procs import run, short_tempdir, unmount_and_remove, which
 
-IMAGETOOL = os.path.join(os.path.dirname(sys.executable), "imagetool")
 SUBJECTS = ("imagetool", "imagetool-bridge", "podman", "docker")
 GOAL = 1.0  # imagetool / podman and imagetool / docker
 
@@ -140,32 +130,6 @@ sys.exit(rc)
 '''
 
 
-def snapshot_src(mode: str, top: str) -> str:
-    """snapshot: a compiled copy of imagetool/ and runtime/ taken now (others edit the checkout
-    while this runs), used through a launcher like the venv's; as-is: the checkout."""
-    if mode == "as-is":
-        return ""
-    src = os.path.join(top, "src")
-    for pkg in ("imagetool", "runtime"):
-        shutil.copytree(os.path.join(REPO, pkg), os.path.join(src, pkg),
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True,
-                   stdout=subprocess.DEVNULL)
-    return src
-
-
-def imagetool_launcher(src: str, top: str) -> str:
-    if not src:
-        return IMAGETOOL
-    return write_exec(os.path.join(top, "imagetool"), f"""#!{sys.executable}
-import sys
-sys.path.insert(0, {src!r})
-from imagetool.cli import main
-if __name__ == '__main__':
-    sys.exit(main())
-""")
-
-
 class Tools:
     """The three tools' private setups and their run commands."""
 
@@ -175,8 +139,7 @@ class Tools:
         self.it_root = os.path.join(top, "it")
         self.bridge_name = f"rb{secrets.token_hex(3)}" if bridge else ""
         os.makedirs(os.path.join(top, "pm"))
-        self.pm = Podman(os.path.join(top, "pm"), {"podman": which("podman")},
-                         types.SimpleNamespace(path=which("runc")))  # type: ignore[arg-type]
+        self.pm = Podman(os.path.join(top, "pm"), which("podman"), which("runc"))
         self.dk = Dockerd(os.path.join(top, "d"), os.path.basename(top).replace("_", ""),
                           [], {})
 
@@ -230,9 +193,8 @@ class Tools:
             problems.append(f"teardown dockerd: {e!r}")
         if os.path.isdir(self.pm.top):
             try:
-                r = self.pm.podman("ps", "-aq", "--no-trunc")
-                problems += [f"podman container left: {c}" for c in r.out.split()]
-                problems += self.pm.teardown()
+                problems += [f"podman container left: {c}" for c in self.pm.remove_all()]
+                problems += self.pm.cleanup()
             except Exception as e:
                 problems.append(f"teardown podman: {e!r}")
         if os.path.isdir(self.it_root):
@@ -396,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("run_bench: run as root")
     if not os.access(DOCKER, os.X_OK):
         raise SystemExit(f"run_bench: {DOCKER} (docker.io's 20.10 client) not found")
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, sigterm_exit)
     top = short_tempdir("rb-")
     started = time.monotonic()
     load_before = os.getloadavg()

@@ -21,19 +21,19 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench._code import pyrunc_env, snapshot_launcher
 from bench._common import (
-    REPO,
     CommandFailed,
     Timing,
     base_meta,
     become_subreaper,
+    cgroup_leftovers,
     check,
     common_args,
     first_line,
@@ -46,26 +46,15 @@ from bench._common import (
     table,
     wait_exit,
 )
+from conformance.engines.bundles import default_config, make_rootfs
+from conformance.engines.drivers import UNIFIED, crun_raw_check, remove_crun_residue, wrap
+from conformance.engines.procs import which
 
 PYRUNC = os.path.join(os.path.dirname(sys.executable), "pyrunc")
-UNIFIED = "/sys/fs/cgroup/unified"
-WRAP_SCRIPT = f'umount {UNIFIED} && exec "$@"'
 COMMAND_OPS = ("run", "create", "start", "state", "delete")
 PHASES = ("create", "start", "wait", "state", "delete")
 WRAPPED_PER_OP = {"run": 1, "create": 1, "start": 1, "state": 1, "delete": 1, "wait": 0,
                   "cycle": 4}  # how many wrapped commands each measurement contains
-
-
-def which(name: str) -> str:
-    path = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    if not path:
-        raise SystemExit(f"runtime_bench: {name} not found")
-    return path
-
-
-def wrap(argv: list[str]) -> list[str]:
-    """argv run in a private mount namespace with the cgroup2 mount unmounted (crun's need)."""
-    return [which("unshare"), "-m", which("sh"), "-c", WRAP_SCRIPT, "wrap", *argv]
 
 
 @dataclass
@@ -181,83 +170,10 @@ class Bench:
         return left + [f"cgroup left: {p}" for p in cgroup_leftovers(self.tag)]
 
 
-def remove_crun_residue(tag: str) -> list[str]:
-    """crun, with the cgroup2 mount unmounted, still makes <unified>/<id>/cgroup.procs as
-    plain files on the /sys/fs/cgroup tmpfs, hidden under the host's cgroup2 mount; delete
-    ours (ids start with tag) from a private mount namespace."""
-    script = (f'umount {UNIFIED} && cd {UNIFIED} && for d in {tag}-*; do '
-              '[ -d "$d" ] && rm -rf -- "$d"; done; ls -A | grep "^' + tag + '-" || true')
-    p = subprocess.run([which("unshare"), "-m", which("sh"), "-c", script],
-                       capture_output=True, text=True, timeout=60)
-    if p.returncode != 0 or p.stdout.strip():
-        return [f"crun residue under {UNIFIED}: {(p.stdout + p.stderr).strip()}"]
-    return []
-
-
-def cgroup_leftovers(prefix: str, base: str = "/sys/fs/cgroup") -> list[str]:
-    found = []
-    for dirpath, dirnames, _ in os.walk(base):
-        found += [os.path.join(dirpath, d) for d in dirnames if d.startswith(prefix)]
-        if dirpath.count("/") > 6:
-            dirnames[:] = []
-    return found
-
-
 def make_bundle(path: str) -> str:
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
-    from tests.rig import default_config, make_rootfs
     make_rootfs(os.path.join(path, "rootfs"))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(default_config(["/bin/true"]), f, indent=1)
-    return path
-
-
-def crun_raw_check(bundle: str, workdir: str) -> str:
-    """One unwrapped `crun run`, to record why the wrapper is needed (its error text)."""
-    root = os.path.join(workdir, "root-crun-raw")
-    crun = which("crun")
-    p = subprocess.run([crun, "--root", root, "run", "--bundle", bundle, "rawprobe"],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
-    subprocess.run([crun, "--root", root, "delete", "--force", "rawprobe"],
-                   capture_output=True, timeout=30)
-    if p.returncode == 0:
-        return "ok: crun runs here without the wrapper"
-    return f"exit {p.returncode}: {(p.stderr or p.stdout).strip()}"
-
-
-def pyrunc_env(mode: str, workdir: str) -> dict[str, str] | None:
-    """snapshot: pyrunc runs from a copy of runtime/ taken now and compiled, first on
-    PYTHONPATH (ahead of the checkout), so one run measures one version of the code with
-    fresh bytecode even while others edit the checkout; as-is: the checkout as installed,
-    our environment unchanged (PYTHONDONTWRITEBYTECODE and its __pycache__)."""
-    if mode == "as-is":
-        return None
-    src = os.path.join(workdir, "src")
-    shutil.copytree(os.path.join(REPO, "runtime"), os.path.join(src, "runtime"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True,
-                   stdout=subprocess.DEVNULL)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def snapshot_launcher(workdir: str) -> str:
-    """The pyrunc to run for `--code snapshot`. The installed launcher starts Python with -I
-    (scripts/install.sh), which ignores PYTHONPATH and would run the checkout: then a copy of
-    it, with the same interpreter and flags, that puts the snapshot first on sys.path."""
-    with open(PYRUNC) as f:
-        first = f.readline()
-    parts = first[2:].split() if first.startswith("#!") else []
-    if not any(p.startswith("-") and "I" in p for p in parts[1:]):
-        return PYRUNC  # a launcher that honours PYTHONPATH
-    path = os.path.join(workdir, "pyrunc")
-    with open(path, "w") as f:
-        f.write(f"#!{' '.join(parts)}\nimport sys\n"
-                f"sys.path.insert(0, {os.path.join(workdir, 'src')!r})\n"
-                "from runtime.cli import entry\nentry()\n")
-    os.chmod(path, 0o755)
     return path
 
 

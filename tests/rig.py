@@ -1,4 +1,5 @@
-"""The test rig shared by tests/ and conformance/: busybox bundles, a CLI runner with its
+"""The test rig shared by tests/ and conformance/: busybox bundles (the rootfs maker and the
+default config are conformance/engines/bundles.py's, shared with bench/), a CLI runner with its
 own state root, and cleanup of containers, cgroups and processes even when a test fails."""
 
 from __future__ import annotations
@@ -8,51 +9,23 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-BUSYBOX = shutil.which("busybox", path="/bin:/usr/bin:/sbin:/usr/sbin") or "/bin/busybox"
-PYRUNC = os.path.join(os.path.dirname(sys.executable), "pyrunc")
-RUNC = shutil.which("runc")
-CRUN = shutil.which("crun")
+from conformance.engines.bundles import (  # the suites' names for the shared busybox kit
+    BUSYBOX,
+    CRUN,
+    PYRUNC,
+    RUNC,
+    clone_rootfs,
+    default_config,
+    make_rootfs,
+)
 
-
-def make_rootfs(dest: str) -> str:
-    """A busybox rootfs from busybox-static: the binary, a symlink per applet, the usual dirs."""
-    bindir = os.path.join(dest, "bin")
-    os.makedirs(bindir, exist_ok=True)
-    shutil.copy2(BUSYBOX, os.path.join(bindir, "busybox"))
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for app in applets:
-        if app != "busybox" and not os.path.lexists(os.path.join(bindir, app)):
-            os.symlink("busybox", os.path.join(bindir, app))
-    for d in ("proc", "sys", "dev", "etc", "tmp", "root", "home/user"):
-        os.makedirs(os.path.join(dest, d), exist_ok=True)
-    os.chmod(os.path.join(dest, "tmp"), 0o1777)
-    with open(os.path.join(dest, "etc/passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"
-                "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    with open(os.path.join(dest, "etc/group"), "w") as f:
-        f.write("root:x:0:\ntty:x:5:\nuser:x:1000:\nnogroup:x:65534:\n")
-    return dest
-
-
-def clone_rootfs(template: str, dest: str) -> str:
-    """Copy a template rootfs cheaply: the busybox binary is hard-linked."""
-    shutil.copytree(template, dest, symlinks=True, copy_function=os.link)
-    return dest
-
-
-def default_config(args: list[str]) -> dict[str, Any]:
-    from runtime.spec import default_spec
-    cfg = default_spec()
-    cfg["process"]["terminal"] = False
-    cfg["process"]["args"] = args
-    return cfg
+__all__ = ["BUSYBOX", "CRUN", "PYRUNC", "RUNC", "Bundle", "Runtime", "cgroup_leftovers",
+           "clone_rootfs", "default_config", "make_rootfs"]
 
 
 @dataclass

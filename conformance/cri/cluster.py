@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from conformance.engines.conftest import Daemon, unmount_and_remove
+from conformance.engines.procs import Daemon, unmount_and_remove
 
 HANDLERS = ("pyrunc", "runc")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")

@@ -11,7 +11,8 @@ import tempfile
 import pytest
 
 from conformance.cri.cluster import HANDLERS
-from conformance.engines.conftest import need, need_overlayfs, short_tempdir
+from conformance.engines.conftest import need, need_overlayfs
+from conformance.engines.procs import short_tempdir
 from conformance.engines.wrapper import Wrapper
 from tests.rig import PYRUNC, RUNC
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import tarfile
 
-from tests.rig import PYRUNC, make_rootfs
+from conformance.engines.bundles import PYRUNC, make_rootfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGETOOL = os.path.join(os.path.dirname(PYRUNC), "imagetool")

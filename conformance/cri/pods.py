@@ -14,7 +14,7 @@ from typing import Any
 
 from conformance.cri.client import CRIClient, pb
 from conformance.cri.cluster import CRIContainerd, netns_names, pids_with_arg
-from conformance.engines.conftest import mounts_under
+from conformance.engines.procs import mounts_under
 
 # What kubelet puts in every unprivileged container's security context (containerd takes
 # these lists as they come: an empty list would mean nothing masked).

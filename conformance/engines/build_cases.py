@@ -1,4 +1,5 @@
-"""The Dockerfile matrix of test_build_matrix.py: the shapes people write, on a busybox base.
+"""The Dockerfile matrix of tests/imagetool/builder/test_build_matrix.py and
+bench/build_matrix_bench.py: the shapes people write, on a busybox base.
 
 The official images' Dockerfiles (nginx, redis, postgres, node, python, golang, httpd,
 memcached, haproxy, traefik, mariadb, rabbitmq) rewritten without package downloads: their
@@ -11,6 +12,7 @@ the reason; anything else that differs fails the test.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from dataclasses import dataclass, field
 
@@ -32,6 +34,15 @@ def _tar(members: list[tuple[str, bytes | None, int, int, int]], gz: bool = Fals
                 ti.size = len(data)
                 tf.addfile(ti, io.BytesIO(data))
     return bio.getvalue()
+
+
+def fill_context(ctx: str, dockerfile: str, files: dict[str, str | bytes] | None = None) -> None:
+    """Write the Dockerfile and `files` (name -> text or bytes) into the context dir `ctx`."""
+    for name, data in {"Dockerfile": dockerfile, **(files or {})}.items():
+        path = os.path.join(ctx, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
 
 
 ARCHIVE = [("pkg", None, 0o750, 9, 0), ("pkg/readme", b"inside\n", 0o640, 5, 6),

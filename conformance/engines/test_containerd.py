@@ -15,19 +15,16 @@ import pytest
 from conformance.engines.conftest import (
     SIZE_LINE,
     SIZE_PROBE,
-    Daemon,
     assert_called,
     cgroup_of,
     check,
     need,
     need_overlayfs,
     read,
-    run,
-    run_pty,
-    short_tempdir,
-    unmount_and_remove,
     wait_for,
 )
+from conformance.engines.drivers import ContainerdDaemon
+from conformance.engines.procs import Daemon, run, run_pty, short_tempdir, unmount_and_remove
 from conformance.engines.wrapper import Wrapper
 
 IMAGE = "docker.io/library/busybox:latest"
@@ -39,34 +36,18 @@ class Containerd:
         self.top = top
         self.bins = bins
         self.wrapper = wrapper
-        self.sock = os.path.join(top, "containerd.sock")
+        self.engine = ContainerdDaemon(top, bins["containerd"], bins["ctr"])
         self.ns = f"pyrunc-{uuid.uuid4().hex[:8]}"
         # containerd-shim-runc-v2 keeps the runtime's state under <default root>/<namespace>.
         self.runtime_root = f"/run/containerd/runc/{self.ns}"
         self.ids: list[str] = []
-        self.daemon: Daemon | None = None
+        self.daemon: Daemon | None = None  # set by start()
 
     def start(self) -> None:
-        cfg = os.path.join(self.top, "config.toml")
-        with open(cfg, "w") as f:
-            f.write(f"""version = 2
-root = "{self.top}/root"
-state = "{self.top}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{self.top}/opt"
-""")
-        self.daemon = Daemon("containerd", [self.bins["containerd"], "--config", cfg],
-                             os.path.join(self.top, "containerd.log"))
-        self.daemon.wait_ready(lambda: os.path.exists(self.sock)
-                               and run(self.ctr_argv("version"), timeout=10).rc == 0)
+        self.daemon = self.engine.start()
 
     def ctr_argv(self, *args: str) -> list[str]:
-        return [self.bins["ctr"], "-a", self.sock, "-n", self.ns, *args]
+        return self.engine.ctr_argv(self.ns, *args)
 
     def ctr(self, *args: str, timeout: float = 60):
         return run(self.ctr_argv(*args), timeout=timeout)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import time
 
 import pytest
@@ -18,23 +17,26 @@ from conformance.engines.conftest import (
     LOOP_TERM_0,
     SIZE_LINE,
     SIZE_PROBE,
-    Daemon,
     EngineCLI,
     assert_called,
     cgroup_of,
-    cgroup_parents_present,
     check,
     check_exec,
     check_stop,
     need,
     need_overlayfs,
     read,
+    wait_for,
+)
+from conformance.engines.drivers import DockerDaemon
+from conformance.engines.procs import (
+    Daemon,
+    cgroup_parents_present,
     remove_cgroup_parents,
     run,
     run_pty,
     short_tempdir,
     unmount_and_remove,
-    wait_for,
 )
 from conformance.engines.wrapper import Wrapper
 
@@ -48,27 +50,17 @@ class Dockerd(EngineCLI):
 
     def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
         super().__init__(top, bins, wrapper)
-        self.sock = os.path.join(top, "docker.sock")
+        self.engine = DockerDaemon(top, {"pyrunc": wrapper.path}, dockerd=bins["dockerd"],
+                                   docker=bins["docker"])
+        self.sock = self.engine.sock
         self.env.update(DOCKER_HOST=f"unix://{self.sock}",
                         DOCKER_CONFIG=os.path.join(top, "client"))
-        self.runtime_root = os.path.join(top, "exec", "runtime-runc", "moby")
+        self.runtime_root = self.engine.runtime_root
         self.daemon: Daemon | None = None
         self.cgroups_before = cgroup_parents_present(CGROUP_PARENTS)
 
     def start(self) -> None:
-        cfg = os.path.join(self.top, "daemon.json")
-        with open(cfg, "w") as f:
-            f.write("{}\n")
-        argv = [self.bins["dockerd"], "--config-file", cfg,
-                "--data-root", os.path.join(self.top, "data"),
-                "--exec-root", os.path.join(self.top, "exec"),
-                "--pidfile", os.path.join(self.top, "docker.pid"),
-                "-H", f"unix://{self.sock}",
-                "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                "--userland-proxy=false", "--add-runtime", f"pyrunc={self.wrapper.path}"]
-        self.daemon = Daemon("dockerd", argv, os.path.join(self.top, "dockerd.log"))
-        self.daemon.wait_ready(lambda: os.path.exists(self.sock)
-                               and self.docker("version", timeout=10).rc == 0)
+        self.daemon = self.engine.start()
 
     def argv(self, *args: str) -> list[str]:
         return [self.bins["docker"], *args]
@@ -83,25 +75,6 @@ class Dockerd(EngineCLI):
     def pid(self, cid: str) -> int:
         return int(self.inspect(cid)["State"]["Pid"])
 
-    def _stop_own_containerd(self) -> None:
-        """dockerd stops the containerd it started; if it was killed instead, stop that one
-        by the pid it recorded (after checking that the process is ours)."""
-        pidfile = os.path.join(self.top, "exec", "containerd", "containerd.pid")
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if self.top.encode() not in f.read():
-                    return
-        except (OSError, ValueError):
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
     def teardown(self) -> list[str]:
         problems: list[str] = []
         if self.daemon and self.daemon.proc.poll() is None:
@@ -109,9 +82,7 @@ class Dockerd(EngineCLI):
             for cid in r.out.split():
                 self.ids.add(cid)
                 self.docker("rm", "-f", cid, timeout=60)
-        if self.daemon:
-            self.daemon.stop()
-            self._stop_own_containerd()
+        self.engine.stop()  # and the containerd it started, if it outlived it
         if os.path.isdir(self.runtime_root):
             left = os.listdir(self.runtime_root)
             if left:
@@ -127,15 +98,6 @@ class Dockerd(EngineCLI):
         problems += remove_cgroup_parents(CGROUP_PARENTS, self.cgroups_before)
         problems += unmount_and_remove(self.top)
         return problems
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's zombie may wait a while for init to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def docker_client() -> str | None:

@@ -1,7 +1,8 @@
 """podman 4.3 (through conmon) with `--runtime <wrapper>`: run, run -t, exec, stop, rm -f.
 
 podman has no daemon: the module gets its own containers.conf, storage.conf and registries.conf
-(graph root, run root, tmp dir, volume and network dirs in a temp dir), cgroupfs and no network.
+(graph root, run root, tmp dir, volume and network dirs in a temp dir), cgroupfs and no network
+(drivers.py's Podman).
 conmon passes the runtime no global flags, so pyrunc keeps its state in its default root
 (/run/pyrunc); the teardown checks that no container of this module is left there."""
 
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+from conformance.engines import drivers
 from conformance.engines.conftest import (
     LOOP_TERM_0,
     SIZE_LINE,
@@ -19,18 +21,13 @@ from conformance.engines.conftest import (
     EngineCLI,
     assert_called,
     cgroup_of,
-    cgroup_parents_present,
     check,
     check_exec,
     check_stop,
     need,
     need_overlayfs,
-    remove_cgroup_parents,
-    run,
-    run_pty,
-    short_tempdir,
-    unmount_and_remove,
 )
+from conformance.engines.procs import run, run_pty, short_tempdir
 from conformance.engines.wrapper import Wrapper
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -38,57 +35,22 @@ pytestmark = [pytest.mark.timeout(120)]
 PYRUNC_DEFAULT_ROOT = "/run/pyrunc"
 
 
-CGROUP_PARENTS = ("libpod_parent", "libpod_parent/conmon")   # podman's cgroupfs parents
-
-
 class Podman(EngineCLI):
     name = "podman"
 
     def __init__(self, top: str, bins: dict[str, str], wrapper: Wrapper) -> None:
         super().__init__(top, bins, wrapper)
-        self.cgroups_before = cgroup_parents_present(CGROUP_PARENTS)
-        conf = os.path.join(top, "containers.conf")
-        storage = os.path.join(top, "storage.conf")
-        registries = os.path.join(top, "registries.conf")
-        # Settings conmon's exit command (`podman container cleanup`, run without this
-        # environment) can't see must stay at their defaults relative to the graph root: a
-        # custom static_dir would hide the container from it and every run would hang 20 s.
-        with open(conf, "w") as f:
-            f.write(f"""[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-netns = "none"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "{top}/tmp"
-volume_path = "{top}/volumes"
-image_copy_tmp_dir = "{top}/tmp"
-[network]
-network_config_dir = "{top}/net"
-""")
-        with open(storage, "w") as f:
-            f.write(f"""[storage]
-driver = "overlay"
-graphroot = "{top}/graph"
-runroot = "{top}/run"
-""")
-        with open(registries, "w") as f:
-            f.write("unqualified-search-registries = []\n")
-        self.env.update(CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
-                        CONTAINERS_REGISTRIES_CONF=registries)
+        self.engine = drivers.Podman(top, bins["podman"], wrapper.path)
+        self.env = self.engine.env
 
     def argv(self, *args: str) -> list[str]:
-        return [self.bins["podman"], "--runtime", self.wrapper.path, *args]
+        return self.engine.argv(*args)
 
     podman = EngineCLI.cli
 
     def teardown(self) -> list[str]:
         problems: list[str] = []
-        r = self.podman("ps", "-aq", "--no-trunc")
-        for cid in r.out.split():
-            self.ids.add(cid)
-        if r.out.split():
-            self.podman("rm", "-af", "-t", "0", timeout=120)
+        self.ids.update(self.engine.remove_all())
         for cid in self.ids:
             if os.path.exists(os.path.join(PYRUNC_DEFAULT_ROOT, cid)):
                 problems.append(f"pyrunc state left: {PYRUNC_DEFAULT_ROOT}/{cid}")
@@ -98,9 +60,7 @@ runroot = "{top}/run"
                     if os.path.isdir(f"/sys/fs/cgroup/{c}/libpod_parent/libpod-{cid}")]
             if left:
                 problems.append(f"cgroups left: {left}")
-        problems += remove_cgroup_parents(CGROUP_PARENTS, self.cgroups_before)
-        problems += unmount_and_remove(self.top)
-        return problems
+        return problems + self.engine.cleanup()
 
 
 @pytest.fixture(scope="module")

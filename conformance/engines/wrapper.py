@@ -12,7 +12,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from tests.rig import PYRUNC
+from conformance.engines.bundles import PYRUNC
 
 # Calls whose stdio becomes the container's (or the exec'd process's): never redirect those.
 _STDIO_PASSING = ("create", "run", "exec", "restore")

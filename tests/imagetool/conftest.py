@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from conformance.engines.registry import free_port
 from imagetool.registry.config import RegistryConfig
 from imagetool.registry.progress import Reporter
 from tests.imagetool.images import Layout, busybox_layout, tar_bytes
@@ -35,12 +35,6 @@ from tests.imagetool.token_issuer import Grant, TokenIssuer, registry_auth_confi
 
 REGISTRY_BIN = shutil.which("docker-registry")
 USER, PASSWORD = "alice", "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _key_pem(key: rsa.RSAPrivateKey) -> bytes:

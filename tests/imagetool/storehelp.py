@@ -1,6 +1,7 @@
-"""Helpers shared by the store, archive, import and CLI tests: a busybox rootfs tarball from
-tests/rig.py's make_rootfs, the imagetool CLI run against a private --root, and a dockerd of
-our own (its own dirs and socket, stopped by pid)."""
+"""Helpers shared by the store, archive, import and CLI tests: a busybox rootfs tarball
+(conformance/engines/bundles.py's rootfs_tar), the imagetool CLI run against a private
+--root, and a dockerd of our own (drivers.py's DockerDaemon: its own dirs and socket,
+stopped by pid)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
-import time
 from typing import Any
 
+from conformance.engines.bundles import rootfs_tar  # noqa: F401 - the tests' name
+from conformance.engines.drivers import DockerDaemon
 from tests import hostcaps
-from tests.rig import make_rootfs
 
 IMAGETOOL = os.path.join(os.path.dirname(sys.executable), "imagetool")
 DOCKERD = shutil.which("dockerd", path="/usr/sbin:/usr/bin:/sbin:/bin")
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
-
-
-def rootfs_tar(directory: str) -> str:
-    """A tar of a busybox rootfs (entries ./bin/busybox, ./bin/sh -> busybox, ...)."""
-    root = make_rootfs(os.path.join(directory, "rootfs"))
-    path = os.path.join(directory, "rootfs.tar")
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
-        tf.add(root, arcname=".")
-    return path
 
 
 def imagetool(root: str, *args: str, input: bytes | None = None, check: bool = True,
@@ -57,26 +48,15 @@ class Dockerd:
                                and not os.path.isdir(f"/sys/fs/cgroup/{c}/docker")]
         self.dir = tempfile.mkdtemp(prefix="dk-")
         self.sock = os.path.join(self.dir, "docker.sock")
-        self.proc: subprocess.Popen | None = None
+        self.daemon: DockerDaemon | None = None
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}"}
 
     def start(self, timeout: float = 30) -> Dockerd:
-        d = self.dir
-        log = open(os.path.join(d, "dockerd.log"), "wb")
-        self.proc = subprocess.Popen(
-            [DOCKERD or "dockerd", "--data-root", f"{d}/data", "--exec-root", f"{d}/exec",
-             "--pidfile", f"{d}/pid", "-H", f"unix://{self.sock}", "--iptables=false",
-             "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-             "--userland-proxy=false"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited: {self.log_tail()}")
-            if self.docker("version", check=False).returncode == 0:
-                return self
-            time.sleep(0.2)
-        raise RuntimeError(f"dockerd did not answer in {timeout}s: {self.log_tail()}")
+        """Start it the engine suites' way (conformance/engines/drivers.py's DockerDaemon)."""
+        self.daemon = DockerDaemon(self.dir, {}, dockerd=DOCKERD or "dockerd",
+                                   docker=DOCKER or "docker")
+        self.daemon.start(timeout)
+        return self
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120
                ) -> subprocess.CompletedProcess:
@@ -109,13 +89,8 @@ class Dockerd:
 
     def stop(self) -> list[int]:
         """Stop dockerd; return (after killing them) any processes it left behind."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.daemon is not None and self.daemon.daemon is not None:
+            self.daemon.daemon.stop()
         # dockerd unmounts its overlay layers on the way out; anything left would pin the dir
         with open("/proc/self/mounts") as f:
             mounts = [line.split()[1] for line in f if self.dir in line]

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from conformance.engines.build_cases import fill_context
 from imagetool.builder.executor import Builder, BuildOptions
 from imagetool.store import Store
 from tests.imagetool.storehelp import imagetool, rootfs_tar, unmount_under
@@ -36,14 +37,6 @@ def write_context(parent: str, dockerfile: str,
     ctx = tempfile.mkdtemp(prefix="ctx-", dir=parent)
     fill_context(ctx, dockerfile, files)
     return ctx
-
-
-def fill_context(ctx: str, dockerfile: str, files: dict[str, str | bytes] | None = None) -> None:
-    for name, data in {"Dockerfile": dockerfile, **(files or {})}.items():
-        path = os.path.join(ctx, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
 
 
 def assert_nothing_left(root: str) -> None:

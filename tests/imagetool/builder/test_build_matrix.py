@@ -1,10 +1,10 @@
-"""The Dockerfile matrix (matrix_cases.py): each Dockerfile built by `docker build` with BuildKit
-(a private dockerd 20.10, base busybox loaded from our `imagetool save --format docker`) and by
-`imagetool build`, then compared on the image config (Env, Cmd, Entrypoint, WorkingDir, User,
-ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, Shell, OnBuild) and on every file
-(type, mode, owner, group, content or link target): ours through our own unpack, docker's
-through `docker create` + `docker export`, docker's own files left out. A difference fails the
-case unless matrix_cases.ACCEPTED names it with its reason.
+"""The Dockerfile matrix (conformance/engines/build_cases.py): each Dockerfile built by `docker
+build` with BuildKit (a private dockerd 20.10, base busybox loaded from our `imagetool save
+--format docker`) and by `imagetool build`, then compared on the image config (Env, Cmd,
+Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, Shell,
+OnBuild) and on every file (type, mode, owner, group, content or link target): ours through our
+own unpack, docker's through `docker create` + `docker export`, docker's own files left out. A
+difference fails the case unless build_cases.ACCEPTED names it with its reason.
 
 Skipped, with the reason, when dockerd is not installed or cannot start here."""
 
@@ -15,9 +15,9 @@ import os
 
 import pytest
 
+from conformance.engines.build_cases import ACCEPTED, CASES, Case
 from imagetool.store import Store
 from tests.imagetool.builder.buildhelp import busybox_store, write_context
-from tests.imagetool.builder.matrix_cases import ACCEPTED, CASES, Case
 from tests.imagetool.builder.treecompare import DOCKER_OWN, diff_trees, tar_tree, tree
 from tests.imagetool.storehelp import imagetool, running_dockerd
 
