@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from imagetool import units
+
 FILE = "events.jsonl"
 
 
@@ -33,17 +35,15 @@ def record(root: str, action: str, rec: dict[str, Any], **extra: str) -> None:
             os.close(fd)
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def parse_when(text: str) -> float:
     """docker's --since/--until: RFC 3339, unix seconds, or an age (a Go duration: 10m,
     1h30m, 1.5h, 300ms)."""
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)", text)
-    if parts and "".join(n + u for n, u in parts) == text:  # a Go duration: 1.5h, 1h30m, 300ms
-        return time.time() - sum(float(n) * _UNITS[u] for n, u in parts)
+    try:  # a Go duration (imagetool/units.py): 1.5h, 1h30m, 300ms
+        return time.time() - units.parse_duration(text) / 1e9
+    except ValueError:
+        pass
     from imagetool import views
     when = views.parse_time(text)
     if when is None:

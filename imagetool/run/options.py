@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 from typing import Any
 
+from imagetool import units
 from imagetool.run.containers import ContainerError
 from runtime import signals
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 
 def parse_bytes(text: str) -> int:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
-    if not m:
-        raise ContainerError(f"invalid size {text!r} (want e.g. 64m, 1g)")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    """A size as docker's --memory and tmpfs-size take it (imagetool/units.py: 64m, 1.5g,
+    512KiB, 100); surrounding blanks are ignored."""
+    try:
+        return units.parse_bytes(text.strip())
+    except ValueError:
+        raise ContainerError(f"invalid size {text!r} (want e.g. 64m, 1g)") from None
 
 
 def parse_signal(text: str | int | None, default: int = signal.SIGTERM) -> int:

@@ -17,35 +17,33 @@ if TYPE_CHECKING:
 
     from runtime.log import Logger
 
-_BYTES_RE = r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$"
-_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
 def parse_bytes(text: str, flag: str) -> int:
     """A size as runc's --memory flags take it: "-1" (unlimited), bytes, or 512k, 64m, 1.5g,
-    2GiB (binary units, as docker/go-units' RAMInBytes)."""
+    2GiB (binary units: runtime/units.py, docker/go-units' RAMInBytes)."""
     if text.strip() == "-1":
         return -1
-    import re
-    m = re.match(_BYTES_RE, text.strip())
-    if not m:
-        raise PyruncError(f"invalid value for {flag}: {text!r}")
-    return int(float(m.group(1)) * _MULT[(m.group(2) or "").lower()])
+    from runtime.units import parse_bytes as read_bytes
+    try:
+        return read_bytes(text.strip())
+    except ValueError:
+        raise PyruncError(f"invalid value for {flag}: {text!r}") from None
 
 
 def parse_duration(text: str) -> float:
-    """A Go duration ("5s", "500ms", "1m30s", "2h") in seconds; a bare number is seconds."""
-    import re
+    """A Go duration ("5s", "500ms", "1m30s", "2h"; runtime/units.py) in seconds; a bare
+    number is seconds; no sign."""
     t = text.strip()
     try:
         return float(t)
     except ValueError:
         pass
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise PyruncError(f"invalid duration {text!r} (e.g. 5s, 500ms, 1m)")
-    return sum(float(n) * units[u] for n, u in parts)
+    from runtime.units import parse_duration as read_duration
+    try:
+        if t[:1] in ("+", "-"):
+            raise ValueError(t)
+        return read_duration(t) / 1e9
+    except ValueError:
+        raise PyruncError(f"invalid duration {text!r} (e.g. 5s, 500ms, 1m)") from None
 
 
 def _int(text: str, flag: str) -> int:
