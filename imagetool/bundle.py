@@ -27,9 +27,11 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, BinaryIO, cast
 
-from imagetool import convert, layers, snapshots
+from imagetool import convert, layers, runspec, snapshots
 from imagetool.atomicfile import atomic_file
 from imagetool.errors import ImagetoolError
 from imagetool.store import Store, StoreError
@@ -129,6 +131,23 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
     none given) the process runs `default_cmd` (umoci's is ["sh"]), and the metadata says so
     as "defaultCmd"; with no `default_cmd`, that is a BundleError. Raises BundleError (or
     LayerError/UnsafeLayer for a refused layer) with nothing left behind."""
+    opts = runspec.RunOptions(entrypoint=entrypoint, cmd=cmd, env=env, user=user,
+                              workdir=workdir, hostname=hostname, seccomp=seccomp,
+                              terminal=terminal, rootless=False)
+    return make(store, name, bundle, opts, mode=mode, default_cmd=default_cmd)[0]
+
+
+Ready = Callable[[str], list[dict[str, Any]]]
+
+
+def make(store: Store, image: str | dict[str, Any], bundle: str,
+         options: runspec.RunOptions, *, mode: str = "copy",
+         default_cmd: list[str] | None = None, ready: Ready | None = None
+         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """unpack() with every run option: `image` is a store name or image_parts() already
+    read; `ready(rootfs)`, when given, runs once the rootfs is in place and returns mounts
+    to add after options.mounts. The spec (runspec.build) is written once, after all that.
+    Returns (metadata, spec); on failure nothing is left, as unpack()."""
     if mode not in MODES:
         raise BundleError(f"unknown unpack mode {mode!r} (want one of {', '.join(MODES)})")
     bundle = os.path.abspath(bundle)
@@ -143,12 +162,13 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
                           "not exist")
     rootfs = os.path.join(bundle, "rootfs")
     mounted = defaulted = False
+    cmd = options.cmd
     try:
         with store.lease():
-            parts = image_parts(store, name)
+            parts = image_parts(store, image) if isinstance(image, str) else image
             # no command is known from the config alone: say so before unpacking anything
             try:
-                convert.command(parts["config"].get("config") or {}, entrypoint, cmd)
+                convert.command(parts["config"].get("config") or {}, options.entrypoint, cmd)
             except convert.ConvertError:
                 if not default_cmd:
                     raise
@@ -175,24 +195,21 @@ def unpack(store: Store, name: str, bundle: str, *, mode: str = "copy",
                     snapshots.mount_overlay(lowers, os.path.join(ov, "upper"),
                                             os.path.join(ov, "work"), rootfs)
                     mounted = True
-        image = parts["config"]
-        conf = image.get("config") or {}
-        who = user if user is not None else (conf.get("User") or "")
-        uinfo = convert.resolve_user(who, layers.read_file_in(rootfs, "/etc/passwd"),
-                                     layers.read_file_in(rootfs, "/etc/group"))
-        spec = convert.spec_from_image(
-            image, user=uinfo, entrypoint=entrypoint, cmd=cmd, env=env, workdir=workdir,
-            hostname=hostname or _hostname(bundle), seccomp=seccomp, terminal=terminal,
-            volumes=_volumes(image, rootfs, bundle))
+        image_conf = parts["config"]
+        vols = _volumes(image_conf, rootfs, bundle)
+        extra = ready(rootfs) if ready is not None else []
+        opts = replace(options, cmd=cmd, hostname=options.hostname or _hostname(bundle),
+                       mounts=[*options.mounts, *extra])
+        spec = runspec.build(image_conf, opts, rootfs, vols)
         _make_workdir(rootfs, spec["process"]["cwd"])
         meta = {"image": parts["name"], "manifest": parts["manifest_desc"]["digest"],
                 "config": parts["config_desc"]["digest"], "mode": mode,
                 "layers": [d["digest"] for d, _ in chain]}
         if defaulted:
             meta["defaultCmd"] = cmd
-        _atomic_json(os.path.join(bundle, "config.json"), spec)
+        runspec.write(bundle, spec)
         _atomic_json(os.path.join(bundle, METADATA), meta)
-        return meta
+        return meta, spec
     except BaseException as e:
         if mounted:
             with contextlib.suppress(OSError):

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from imagetool import convert, layers, snapshots
+from imagetool import runspec, snapshots
 from imagetool.store import Store
 
 from . import dockerfile as df
@@ -60,9 +60,6 @@ class RunSteps:
         assert isinstance(ins, df.Run)
         conf = state.config.get("config") or {}
         argv, files = ins.argv(state.shell)
-        user = convert.resolve_user(conf.get("User") or "",
-                                    layers.read_file_in(merged, "/etc/passwd"),
-                                    layers.read_file_in(merged, "/etc/group"))
         env = dict(step.env)
         wd = conf.get("WorkingDir") or "/"
         self._mkdir(merged, wd)
@@ -73,15 +70,20 @@ class RunSteps:
             except (run_mounts.MountError, OSError, snapshots.SnapshotError) as e:
                 raise fail(p, step.instruction, f"RUN --mount: {e}") from None
             env.update(extra.env)
-            spec = convert.spec_from_image(
-                {"config": {"Env": [f"{k}={v}" for k, v in env.items()]}}, user=user,
-                entrypoint=[], cmd=argv, workdir=wd, hostname="buildkitsandbox")
-            self._network(self._run_network(ins), spec, merged)
+            network = self._run_network(ins)
+            mounts = [] if network == "none" else _host_etc(merged)
             if files:
-                spec["mounts"].append({"destination": "/dev/pipes", "type": "bind",
-                                       "source": _pipes(self._tmp(), files),
-                                       "options": ["rbind", "ro", "nosuid", "nodev"]})
-            spec["mounts"].extend(extra.mounts)
+                mounts.append({"destination": "/dev/pipes", "type": "bind",
+                               "source": _pipes(self._tmp(), files),
+                               "options": ["rbind", "ro", "nosuid", "nodev"]})
+            mounts.extend(extra.mounts)
+            spec = runspec.build(
+                {"config": {"Env": [f"{k}={v}" for k, v in env.items()]}},
+                runspec.RunOptions(
+                    entrypoint=[], cmd=argv, workdir=wd, hostname="buildkitsandbox",
+                    user=conf.get("User") or "", mounts=mounts,
+                    network=runspec.NETWORK_PRIVATE if network == "none"
+                    else runspec.NETWORK_HOST), merged)
             dests = [m["destination"] for m in spec["mounts"]]
             stubs = _missing_mountpoints(merged, dests)
             upper = run_mounts.upper_of(merged)
@@ -124,34 +126,14 @@ class RunSteps:
             return ins.network
         return getattr(self.opts, "network", "default") or "default"
 
-    @staticmethod
-    def _network(mode: str, spec: dict[str, Any], merged: str) -> None:
-        """default/host: the host's network (no network namespace), with its resolv.conf and
-        hosts; none: the spec's own empty network namespace."""
-        if mode == "none":
-            return
-        linux = spec["linux"]
-        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-        linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
-                           if not k.startswith("net.")}
-        for f in ("/etc/resolv.conf", "/etc/hosts"):
-            target = os.path.join(merged, f.lstrip("/"))
-            if os.path.isfile(f) and os.path.isfile(target) and not os.path.islink(target):
-                spec["mounts"].append({"destination": f, "type": "bind", "source": f,
-                                       "options": ["rbind", "ro"]})
-
     def _container(self, p: BuildPlan, step: Step, merged: str, spec: dict[str, Any]) -> int:
         """Run the spec's process to its end in a container on `merged`: its exit code."""
         from imagetool.rootless.paths import rootless
         from runtime.container import Container
         from runtime.create import CreateOptions, create
         rl = rootless()
-        if rl:  # in imagetool's user namespace: no cgroups, a nested identity-mapped userns
-            from imagetool.rootless.spec import adapt
-            adapt(spec, {})
         bundle = os.path.dirname(merged)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        runspec.write(bundle, spec)
         cid = "build-" + uuid.uuid4().hex[:16]
         self.containers += 1
         self.out(f"--> running in container {cid}")
@@ -184,6 +166,18 @@ class RunSteps:
                     Container(self.runtime_root, cid).delete(True, lambda m: None)
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(bundle, "config.json"))   # it may hold secrets
+
+
+def _host_etc(merged: str) -> list[dict[str, Any]]:
+    """With the host's network: its resolv.conf and hosts, bound read-only over the
+    rootfs's own where it has them as plain files."""
+    out: list[dict[str, Any]] = []
+    for f in ("/etc/resolv.conf", "/etc/hosts"):
+        target = os.path.join(merged, f.lstrip("/"))
+        if os.path.isfile(f) and os.path.isfile(target) and not os.path.islink(target):
+            out.append({"destination": f, "type": "bind", "source": f,
+                        "options": ["rbind", "ro"]})
+    return out
 
 
 def _pipes(d: str, files: dict[str, str]) -> str:

@@ -27,12 +27,13 @@ class NoCommand(ContainerError):
     pass
 
 
-def create(store: Any, recs: Records, image: str, given: str, name: str | None,
-           config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
-    """Record a new container of the store image `image` (`given`: as the user named it)
-    and make its bundle; on failure nothing is left. Returns the record."""
+def create(store: Any, recs: Records, image: str | dict[str, Any], given: str,
+           name: str | None, config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """Record a new container of the store image `image` (a store name, or its
+    image_parts() already read; `given`: as the user named it) and make its bundle; on
+    failure nothing is left. Returns the record."""
     from imagetool import bundle, convert
-    parts = bundle.image_parts(store, image)
+    parts = bundle.image_parts(store, image) if isinstance(image, str) else image
     iconf = parts["config"].get("config") or {}
     try:   # unlike unpack (umoci's sh), run refuses an image without a command, as docker does
         convert.command(iconf, config.get("Entrypoint"), config.get("Cmd"))
@@ -45,7 +46,7 @@ def create(store: Any, recs: Records, image: str, given: str, name: str | None,
                           "Path": "", "Args": [], "Config": config, "HostConfig": host,
                           "State": {}, "RestartCount": 0, "Mounts": mount_docs(recs, host)})
     try:
-        make_bundle(store, recs, rec["Id"])
+        make_bundle(store, recs, rec["Id"], parts)
     except BaseException:
         recs.remove(rec["Id"])
         raise
@@ -72,10 +73,11 @@ def mount_docs(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def make_bundle(store: Any, recs: Records, cid: str) -> None:
-    """The bundle (overlay rootfs + config.json) and /etc files of the record `cid`."""
-    from imagetool import bundle
-    from imagetool.run import etcfiles
+def make_bundle(store: Any, recs: Records, cid: str,
+                parts: dict[str, Any] | None = None) -> None:
+    """The bundle (overlay rootfs + config.json, written once by runspec) and /etc files of
+    the record `cid`; `parts`: the image's image_parts() when the caller has read them."""
+    from imagetool import bundle, runspec
     rec = recs.load(cid)
     conf, host = rec["Config"], rec["HostConfig"]
     bpath = recs.path(cid, "bundle")
@@ -84,25 +86,31 @@ def make_bundle(store: Any, recs: Records, cid: str) -> None:
     hostname = conf.get("Hostname") or cid[:12]
     env = [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if conf.get("Tty") else []) + \
         list(conf.get("Env") or [])
-    try:
-        bundle.unpack(store, rec["Image"], bpath, mode="overlay",
-                      entrypoint=conf.get("Entrypoint"), cmd=conf.get("Cmd"), env=env,
-                      user=conf.get("User"), workdir=conf.get("WorkingDir"),
-                      hostname=hostname, terminal=bool(conf.get("Tty")))
+    mode = host.get("NetworkMode", "bridge")
+    opts = runspec.RunOptions(
+        entrypoint=conf.get("Entrypoint"), cmd=conf.get("Cmd"), env=env, user=conf.get("User"),
+        workdir=conf.get("WorkingDir"), hostname=hostname, terminal=bool(conf.get("Tty")),
+        resources=dict(host.get("Resources") or {}), read_only=bool(host.get("ReadonlyRootfs")),
+        network=runspec.NETWORK_HOST if mode == "host" else runspec.NETWORK_PRIVATE)
+
+    def ready(rootfs: str) -> list[dict[str, Any]]:
+        """The container's own parts on the fresh rootfs; its /etc files and volumes."""
+        from imagetool.run import etcfiles
         if os.path.isdir(recs.path(cid, "upper")):  # it ran before: its changes come back
             _restore_upper(store, rec, bpath, recs.path(cid, "upper"))
         if host.get("Volumes"):
             from imagetool.run import volumes
-            volumes.copy_up(recs.root, host["Volumes"], os.path.join(bpath, "rootfs"))
-        mode = host.get("NetworkMode", "bridge")
+            volumes.copy_up(recs.root, host["Volumes"], rootfs)
         etc = etcfiles.write(recs.path(cid), hostname, mode, host.get("ExtraHosts"),
                              host.get("Dns"))
-        _edit_config(os.path.join(bpath, "config.json"), host, etc + _mounts(recs, host))
-        with open(os.path.join(bpath, "config.json")) as f:
-            proc = json.load(f)["process"]
+        return etc + _mounts(recs, host)
+    try:
+        _meta, spec = bundle.make(store, parts if parts is not None else rec["Image"], bpath,
+                                  opts, mode="overlay", ready=ready)
+        args = spec["process"]["args"]
         with recs.lock():
             r = recs.load(cid)
-            r["Path"], r["Args"] = proc["args"][0], proc["args"][1:]
+            r["Path"], r["Args"] = args[0], args[1:]
             recs.save(r)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -154,30 +162,6 @@ def _mounts(recs: Records, host: dict[str, Any]) -> list[dict[str, Any]]:
         from imagetool.run import volumes
         out += volumes.oci_mounts(recs.root, host["Volumes"])
     return out
-
-
-def _edit_config(path: str, host: dict[str, Any], mounts: list[dict[str, Any]]) -> None:
-    with open(path) as f:
-        spec = json.load(f)
-    linux = spec.setdefault("linux", {})
-    linux.setdefault("resources", {}).update(host.get("Resources") or {})
-    from imagetool.rootless.paths import rootless
-    if rootless():
-        from imagetool.rootless.spec import adapt
-        adapt(spec, host)
-    if host.get("ReadonlyRootfs"):
-        spec["root"]["readonly"] = True
-    spec["mounts"] = list(spec.get("mounts") or []) + mounts
-    if host.get("NetworkMode") == "host":
-        linux["namespaces"] = [n for n in linux.get("namespaces", [])
-                               if n["type"] != "network"]
-        # never change the host's own sysctls
-        linux["sysctl"] = {k: v for k, v in (linux.get("sysctl") or {}).items()
-                           if not k.startswith("net.")}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(spec, f, indent=2)
-    os.rename(tmp, path)
 
 
 def read_status(fd: int) -> Any:
