@@ -103,6 +103,16 @@ class InRoot:
         path; then `follow=False` takes it as it is, not even lstat'ed, and under `strict`
         it must be a directory only if `dir_last`. Every other component must be one
         under `strict` (NotADirectory)."""
+        if name != ".." and (follow or not last):  # fast path: a directory (or a plain name)
+            nxt = f"{rel}/{name}" if rel else name
+            try:
+                mode = os.lstat(self._prefix + nxt).st_mode
+            except (OSError, ValueError):
+                pass  # the general path below says what it means
+            else:
+                if stat.S_ISDIR(mode) or not (stat.S_ISLNK(mode) or self.strict
+                                              and (dir_last or not last)):
+                    return nxt
         cur = rel
         # frames: [components, next index, whether they end the path, link, its target]
         stack: list[list[Any]] = [[(name,), 0, last, "", None]]
