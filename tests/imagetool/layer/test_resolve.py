@@ -73,3 +73,26 @@ def test_read_file_in(tree):
         read_file_in(tree, "/clamp")
     with pytest.raises(LayerError, match="larger than"):
         read_file_in(tree, "/etc/passwd", limit=4)
+
+
+def test_errors_keep_their_words_on_the_shared_resolver(tree):
+    """Layer's messages as before runtime/linux/inroot.py took the walking over: a link the
+    path goes through vs one follow() reads at its end; a file on the way; a missing file."""
+    res = Resolver(tree, "L")
+    with pytest.raises(UnsafeLayer, match=r"^L: e: goes through the symlink /rel -> "
+                                          r"\.\./root/etc, which leads outside the rootfs"):
+        res.follow("/rel/passwd", "e")
+    with pytest.raises(UnsafeLayer, match=r"^L: e: the symlink /clamp -> /\.\./\.\./secret "
+                                          r"leads outside the rootfs$"):
+        res.follow("/clamp", "e")
+    with pytest.raises(LayerError, match=r"^L: e: too many symbolic links$"):
+        res.follow("/loop", "e")
+    with pytest.raises(LayerError, match=r"^L: e: too many levels of symbolic links$"):
+        res.directory(["loop"], True, "e")
+    with pytest.raises(LayerError, match=r"^L: e: /etc/passwd is not a directory$"):
+        res.directory(["abs", "passwd", "x"], True, "e")
+    with pytest.raises(FileNotFoundError):
+        res.follow("/abs/missing", "e")
+    with pytest.raises(LayerError, match=r"^L: e: /etc/missing does not exist$"):
+        res.follow("/abs/missing/x", "e")
+    assert not os.path.exists(os.path.join(tree, "etc", "missing"))
