@@ -5,8 +5,6 @@ Kept thin and cheap to import: our own small parser (runtime/cliparse.py; argpar
 `validate`) is imported inside the command that needs it.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -7,8 +7,6 @@ order. Options are `--name value`, `--name=value`, `-n value`, boolean flags, an
 flag package, single-dash long names (`-bundle x`). `--` ends the options.
 """
 
-from __future__ import annotations
-
 import sys
 
 TYPE_CHECKING = False
@@ -31,7 +29,7 @@ class UnknownCommand(UsageError):
 
 class Opt:
     def __init__(self, *names: str, dest: str | None = None, value: str | None = None,
-                 default: Any = None, type: Any = str, help: str = "",
+                 default: "Any" = None, type: "Any" = str, help: str = "",
                  choices: tuple[str, ...] | None = None, multi: bool = False) -> None:
         self.names = names
         self.dest = dest or names[0].lstrip("-").replace("-", "_")
@@ -42,7 +40,7 @@ class Opt:
         self.choices = choices
         self.multi = multi  # may repeat: values collect into a list
 
-    def convert(self, raw: str, name: str) -> Any:
+    def convert(self, raw: str, name: str) -> "Any":
         if self.choices and raw not in self.choices:
             raise UsageError(f"{name}: {raw!r} is not one of {', '.join(self.choices)}")
         try:
@@ -53,7 +51,7 @@ class Opt:
 
 class Arg:
     def __init__(self, dest: str, help: str = "", optional: bool = False,
-                 default: Any = None, rest: bool = False) -> None:
+                 default: "Any" = None, rest: bool = False) -> None:
         self.dest = dest
         self.help = help
         self.optional = optional or rest
@@ -66,7 +64,7 @@ class Command:
     of every verb then costs little when one verb runs (~0.2 ms a call for pyrunc's)."""
 
     def __init__(self, name: str, help: str,
-                 opts: list[Opt] | Callable[[], list[Opt]] | None = None,
+                 opts: "list[Opt] | Callable[[], list[Opt]] | None" = None,
                  args: list[Arg] | None = None) -> None:
         self.name = name
         self.help = help
@@ -81,7 +79,7 @@ class Command:
 
 
 class Namespace:
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, **kw: "Any") -> None:
         self.__dict__.update(kw)
 
     def __repr__(self) -> str:
@@ -98,7 +96,7 @@ def _lookup(opts: list[Opt], token: str) -> tuple[Opt | None, str | None, str]:
     return None, None, name
 
 
-def _parse_opts(tokens: list[str], i: int, opts: list[Opt], ns: dict[str, Any],
+def _parse_opts(tokens: list[str], i: int, opts: list[Opt], ns: "dict[str, Any]",
                 positionals: list[str] | None, stop_at_positional: bool = False) -> int:
     """Consume options (and positionals when a list is given) from tokens[i:]; return the
     index where parsing stopped (the command name, for the global level). With

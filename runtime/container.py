@@ -4,10 +4,7 @@ Every operation reloads state.json and reads the status from /proc, so commands 
 different processes (as shims do) always agree.
 """
 
-from __future__ import annotations
-
 import _signal as signal  # `signal` imports enum: ~1.5 ms
-import errno
 import os
 import time
 
@@ -38,15 +35,15 @@ class Container:
     def status(self) -> str:
         return status_of(self.state, self.dir.fifo)
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> "dict[str, Any]":
         return public_state(self.state, self.status())
 
-    def _hook_state(self, status: str) -> dict[str, Any]:
+    def _hook_state(self, status: str) -> "dict[str, Any]":
         from runtime import hooks
         return hooks.hook_state(self.id, status, self.pid, self.state["bundle"],
                                 self.state.get("annotations"))
 
-    def start(self, warn: Callable[[str], None]) -> None:
+    def start(self, warn: "Callable[[str], None]") -> None:
         """Open exec.fifo: the init, blocked writing to it, goes on to execve."""
         self.dir.lock()
         try:
@@ -130,7 +127,7 @@ class Container:
         except ProcessLookupError:
             pass
 
-    def delete(self, force: bool, warn: Callable[[str], None]) -> None:
+    def delete(self, force: bool, warn: "Callable[[str], None]") -> None:
         """Remove a stopped (or, like runc, a created) container; --force kills a live one."""
         self.dir.lock()
         try:
@@ -203,15 +200,15 @@ def _live(pids: list[int]) -> bool:
     return False
 
 
-def load_manager(state: dict[str, Any]):
+def load_manager(state: "dict[str, Any]"):
     """runtime.cgroups' load_manager, imported on first use: `state`, `start` and a plain
     `kill` never touch cgroups (two modules fewer on their path)."""
     from runtime.cgroups import load_manager as load
     return load(state)
 
 
-def _run_hooks_warn(kind: str, hook_list: list[dict[str, Any]],
-                    state: Callable[[], dict[str, Any]], warn: Callable[[str], None],
+def _run_hooks_warn(kind: str, hook_list: "list[dict[str, Any]]",
+                    state: "Callable[[], dict[str, Any]]", warn: "Callable[[str], None]",
                     cwd: str | None) -> None:
     """runtime.hooks.run_warn, importing runtime.hooks only when there are hooks to run."""
     if hook_list:
@@ -229,6 +226,7 @@ def list_containers(root: str) -> list[Container]:
         try:
             out.append(Container(root, name))
         except (PyruncError, OSError) as e:
-            if isinstance(e, OSError) and e.errno not in (errno.ENOENT, errno.ENOTDIR):
-                raise
+            if isinstance(e, OSError) and not isinstance(e, (FileNotFoundError,
+                                                             NotADirectoryError)):
+                raise  # ENOENT, ENOTDIR: gone or not a container's directory
     return out

@@ -1,7 +1,5 @@
 """Error types whose text is shown to users (and to shims, which match on some words)."""
 
-from __future__ import annotations
-
 
 class PyruncError(Exception):
     """A failure with a one-line, user-facing message; the CLI prints it and exits non-zero."""

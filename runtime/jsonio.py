@@ -5,8 +5,6 @@ imports `enum`); the C scanner and encoder underneath need neither. Errors are r
 real json module is imported only to build a precise error message.
 """
 
-from __future__ import annotations
-
 import _json
 
 TYPE_CHECKING = False
@@ -33,9 +31,12 @@ _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _WS = " \t\n\r"
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> "Any":
     """Parse one JSON document; ValueError (json.JSONDecodeError) when it is not one."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    if isinstance(data, bytes):  # utf-8-sig by hand: that codec is one more module to load
+        text = (data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
+    else:
+        text = data
     start = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, start)
@@ -48,12 +49,12 @@ def loads(data: bytes | str) -> Any:
     return obj
 
 
-def _slow_loads(text: str, _cause: BaseException | None) -> Any:
+def _slow_loads(text: str, _cause: BaseException | None) -> "Any":
     import json
     return json.loads(text)  # raises the standard, precise JSONDecodeError
 
 
-def _no_default(o: Any) -> Any:
+def _no_default(o: "Any") -> "Any":
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
@@ -66,7 +67,7 @@ _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", 
                ("\u2029", "\\u2029"))
 
 
-def dumps_go(obj: Any) -> str:
+def dumps_go(obj: "Any") -> str:
     """obj as Go's encoding/json writes it (runc's `list --format json`, logrus' JSON lines):
     no spaces, non-ASCII as UTF-8, and <, >, &, U+2028, U+2029 escaped. Those characters
     only ever occur inside strings, so they are replaced in the whole text."""
@@ -77,7 +78,7 @@ def dumps_go(obj: Any) -> str:
     return out
 
 
-def dumps(obj: Any, indent: int | None = None) -> str:
+def dumps(obj: "Any", indent: int | None = None) -> str:
     """json.dumps(obj) or, with indent, the same pretty shape json.dumps(obj, indent=n)."""
     if indent is None:
         return "".join(_encode(obj, 0))
@@ -86,7 +87,7 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return "".join(out)
 
 
-def _pretty(obj: Any, out: list[str], step: str, level: int) -> None:
+def _pretty(obj: "Any", out: list[str], step: str, level: int) -> None:
     if isinstance(obj, dict) and obj:
         inner = "\n" + step * (level + 1)
         out.append("{")

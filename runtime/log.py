@@ -10,8 +10,6 @@ when nothing is logged); errors and warnings are also said on stderr in one plai
 one attribute test per call: nothing beyond os, sys and time is imported.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time

@@ -6,8 +6,6 @@ counted as Go, runc and docker count them: RTMIN is 34 (libc keeps 32 and 33), R
 Cheap to import (no `signal`, whose enum costs ~1.5 ms): pyrunc's `kill` loads it.
 """
 
-from __future__ import annotations
-
 RTMIN = 34
 RTMAX = 64
 NSIG = RTMAX + 1  # one past the highest signal number

@@ -4,9 +4,6 @@ state.json is written atomically (temp file + rename) and records the init's pid
 with its start time from /proc/<pid>/stat, so a recycled pid is never mistaken for ours.
 """
 
-from __future__ import annotations
-
-import fcntl
 import os
 import time
 
@@ -113,6 +110,7 @@ class StateDir:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotExistError(self.id) from None
+        import fcntl  # here: `state` and `kill` never lock
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
 
@@ -121,7 +119,7 @@ class StateDir:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> "dict[str, Any]":
         try:
             with open(self.state_file, "rb") as f:
                 return jsonio.loads(f.read())
@@ -130,7 +128,7 @@ class StateDir:
         except ValueError as e:
             raise PyruncError(f"{self.state_file}: corrupt state: {e}") from None
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: "dict[str, Any]") -> None:
         atomic_write(self.state_file, jsonio.dumps(state).encode())
 
     def remove(self) -> None:
@@ -151,7 +149,7 @@ class StateDir:
         self.unlock()
 
 
-def status_of(state: dict[str, Any], fifo_path: str) -> str:
+def status_of(state: "dict[str, Any]", fifo_path: str) -> str:
     """creating/created/running/paused/stopped, read from /proc and the state dir."""
     pid = state.get("pid") or 0
     if pid <= 0:
@@ -164,7 +162,7 @@ def status_of(state: dict[str, Any], fifo_path: str) -> str:
     return "created" if os.path.exists(fifo_path) else "running"
 
 
-def _frozen(state: dict[str, Any]) -> bool:
+def _frozen(state: "dict[str, Any]") -> bool:
     """True when the container's cgroup freezer reports FROZEN (v1) or frozen 1 (v2)."""
     cg = state.get("cgroup") or {}
     freezer = (cg.get("paths") or {}).get("freezer")
@@ -181,7 +179,7 @@ def _frozen(state: dict[str, Any]) -> bool:
     return False
 
 
-def public_state(state: dict[str, Any], status: str) -> dict[str, Any]:
+def public_state(state: "dict[str, Any]", status: str) -> "dict[str, Any]":
     """The state as `runc state` prints it: the spec's fields plus rootfs, created, owner."""
     out: dict[str, Any] = {
         "ociVersion": OCI_VERSION,

@@ -5,10 +5,7 @@ A host is "v2" when /sys/fs/cgroup is itself cgroup2 (unified); otherwise it is 
 hybrid (v1 controllers, possibly with a cgroup2 mount holding no controllers beside them).
 """
 
-from __future__ import annotations
-
 import _signal as signal  # `signal` imports enum: ~1.5 ms
-import errno
 import os
 import time
 
@@ -25,7 +22,7 @@ def _unescape(s: str) -> str:
         "\\134", "\\")
 
 
-def discover(mountinfo: str = "/proc/self/mountinfo") -> list[dict[str, Any]]:
+def discover(mountinfo: str = "/proc/self/mountinfo") -> "list[dict[str, Any]]":
     """Every cgroup/cgroup2 mount: mountpoint, fstype, super options, controllers, root."""
     out = []
     with open(mountinfo) as f:
@@ -88,7 +85,7 @@ class Manager:
         if left:
             raise PyruncError(f"cgroup: cannot remove {', '.join(left)}")
 
-    def check_reuse(self, warn: Callable[[str], None]) -> None:
+    def check_reuse(self, warn: "Callable[[str], None]") -> None:
         """runc's checks of the cgroup a new container is about to join: processes already
         there get a warning (the container still runs); a frozen cgroup is refused, since
         whatever enters it freezes. Call after create(), before any setting is written."""
@@ -131,7 +128,7 @@ class Manager:
         """The cgroup2 directory a new child can be born into (clone3 CLONE_INTO_CGROUP)."""
         return None
 
-    def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
+    def set(self, resources: "dict[str, Any]", warn: "Callable[[str], None] | None" = None) -> None:
         """Apply linux.resources; a setting the host can't apply raises, naming the controller."""
         raise NotImplementedError
 
@@ -145,14 +142,14 @@ class Manager:
     def frozen(self) -> bool:
         raise NotImplementedError
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "dict[str, Any]":
         """The `data` of runc's `events --stats` line."""
         raise NotImplementedError
 
     def destroy(self) -> None:
         raise NotImplementedError
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> "dict[str, Any]":
         raise NotImplementedError
 
     def _kill_file(self) -> str | None:
@@ -237,7 +234,7 @@ def new_manager(cgroups_path: str, cid: str, root: str = "/sys/fs/cgroup") -> Ma
     return V1Manager(paths, hier)
 
 
-def load_manager(state: dict[str, Any]) -> Manager | None:
+def load_manager(state: "dict[str, Any]") -> Manager | None:
     cg = state.get("cgroup")
     if not cg:
         return None
@@ -324,7 +321,7 @@ def read_pids(path: str) -> list[int]:
     return out
 
 
-def number(value: Any, field: str) -> int:
+def number(value: "Any", field: str) -> int:
     """An integer from linux.resources (bools and strings are rejected, naming the field)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise PyruncError(f"linux.resources.{field}: must be an integer, not {value!r}")
@@ -348,6 +345,7 @@ def rmdir_retry(path: str, tries: int = 50) -> None:
         except FileNotFoundError:
             return
         except OSError as e:
+            import errno  # only on a failure: delete's path stays one module shorter
             if e.errno != errno.EBUSY:
                 raise
             time.sleep(0.01)

@@ -5,12 +5,9 @@ its cgroup.kill makes SIGKILL atomic, and controllers bound there (hugetlb on th
 used for the settings that need them.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
-from runtime.cgroups import resources_v1
 from runtime.cgroups.manager import (
     Manager,
     made_dirs,
@@ -33,7 +30,7 @@ if TYPE_CHECKING:
 class V1Manager(Manager):
     version = 1
 
-    def __init__(self, paths: dict[str, str], hierarchies: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, paths: dict[str, str], hierarchies: "dict[str, dict[str, Any]]") -> None:
         self.paths = paths  # controller (or name=X, or "unified") -> directory
         self.hierarchies = hierarchies  # mount basename -> {path, fstype, options, mountpoint}
 
@@ -104,7 +101,8 @@ class V1Manager(Manager):
                 return m["mountpoint"]
         return None
 
-    def set(self, resources: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
+    def set(self, resources: "dict[str, Any]", warn: "Callable[[str], None] | None" = None) -> None:
+        from runtime.cgroups import resources_v1  # here: delete, kill and pause never set
         resources_v1.apply(self.paths, resources, warn, self.unified_root())
 
     def pids(self) -> list[int]:
@@ -176,7 +174,7 @@ class V1Manager(Manager):
             return os.path.join(unified, "cgroup.kill")
         return None
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "dict[str, Any]":
         from runtime.cgroups import stats
         return stats.v1_stats(self.paths)
 
@@ -184,7 +182,7 @@ class V1Manager(Manager):
         for d in self._dirs():
             remove_tree(d)
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> "dict[str, Any]":
         return {"version": 1, "paths": self.paths, "hierarchies": self.hierarchies}
 
 
