@@ -6,14 +6,18 @@ whatever the registry side needs. Errors are one line on stderr and a non-zero e
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from typing import Any
 
 from imagetool import __version__
 from imagetool.errors import ImagetoolError
+
+# argparse, json and typing are imported where used: an ordinary user's command starts twice
+# (the second time inside its user namespace), and the first start needs none of them
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 DEFAULT_ROOT = "/var/lib/imagetool"
 PLANNED: dict[str, str] = {}
@@ -245,6 +249,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     import contextlib
+    import json
 
     from imagetool import snapshots, views
     from imagetool.run.containers import Records
@@ -370,7 +375,31 @@ def cmd_planned(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands in for the parser of a verb this command line does not run: takes any call."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._any
+
+    def _any(self, *_a: Any, **_k: Any) -> _Unused:
+        return self
+
+
+def _remember_translations() -> None:
+    """argparse asks gettext for each message of each parser and argument, and gettext looks
+    for a catalog on disk every time (~70 us a call, ~14 ms for imagetool's parser); within
+    one process the answer for a message cannot change, so keep it."""
+    import argparse
+    if not hasattr(argparse._, "cache_info"):
+        import functools
+        argparse._ = functools.lru_cache(maxsize=None)(argparse._)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """imagetool's parser; with `only`, every other verb's parser is left out (a command line
+    runs one verb; building all ~60 costs ~15 ms). An `only` that is not a verb gets all."""
+    import argparse
+    _remember_translations()
     p = argparse.ArgumentParser(prog="imagetool", description="Build, ship and run OCI images "
                                 "(the image side of the toolchain; pyrunc is the runtime).")
     p.add_argument("--version", action="version", version=f"imagetool {__version__}")
@@ -383,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return _Unused()  # type: ignore[return-value]
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
         return sp
@@ -527,16 +558,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in PLANNED.items():
         verb(name, cmd_planned, f"{text} (not implemented yet)")
+    if only is not None and only not in sub.choices:
+        return build_parser()
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None and os.environ.get("IMAGETOOL_ROOTLESS_USERNS") == "1":
+        from imagetool.rootless.entry import exit_now
+        exit_now(code)  # the re-executed command inside its user namespace: no teardown
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0 and argv is None:  # an ordinary user: into a user namespace first
         from imagetool.rootless.entry import maybe_enter
         maybe_enter(sys.argv[1:])
-    p = build_parser()
-    from imagetool.run.usage import parse_args
-    args = parse_args(p, sys.argv[1:] if argv is None else argv)
+    from imagetool.run.usage import flat_verb, parse_args
+    argv = sys.argv[1:] if argv is None else argv
+    p = build_parser(flat_verb(argv))
+    args = parse_args(p, argv)
 
     if args.verb is None:
         p.print_help()

@@ -63,3 +63,18 @@ def maybe_enter(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def exit_now(code: int) -> None:
+    """End the command re-executed inside the user namespace with `code` without the
+    interpreter's teardown (~10 ms for the modules a run loads): its output is flushed, and
+    nothing else is pending when only the main thread is left. Returns when that is not so."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # a closed pipe: let the usual exit report it
+    os._exit(code)

@@ -20,7 +20,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from typing import Any
 
 from imagetool.errors import ImagetoolError
@@ -47,6 +46,19 @@ def _free_port(addr: str, proto: str) -> int:
     with socket.socket(fam, kind) as s:
         s.bind((addr, 0))
         return s.getsockname()[1]
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    """Wait up to `timeout` s for child `pid` to end (woken at its exit through a pidfd, not
+    by polling); True when it has (it is left for the caller to reap)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return True  # already reaped
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 class Slirp:
@@ -124,12 +136,10 @@ class Slirp:
                 os.close(self.exit_w)
             self.exit_w = -1
         if self.proc is not None:
-            deadline = time.monotonic() + 5
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if self.proc.poll() is None:
+            # poll first: the monitor (a subreaper) may have reaped it, and its pid be reused
+            if self.proc.poll() is None and not _exited(self.proc.pid, 5.0):
                 self.proc.kill()
-                self.proc.wait()
+            self.proc.wait()
             self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -48,6 +48,17 @@ def _verb_index(argv: list[str]) -> int:
     return -1
 
 
+def flat_verb(argv: list[str]) -> str | None:
+    """The one verb this command line runs (`container ls` gives ps), or None when it asks
+    for the top-level help or names no verb: the parser need only hold that verb."""
+    vi = _verb_index(argv)
+    if vi < 0 or any(a in ("-h", "--help") for a in argv[:vi]):
+        return None
+    if argv[vi] in GROUPS:
+        return GROUPS[argv[vi]].get(argv[vi + 1]) if vi + 1 < len(argv) else None
+    return argv[vi]
+
+
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in p._actions:  # argparse keeps no public handle on its subparsers
         if isinstance(action, argparse._SubParsersAction):

@@ -134,3 +134,17 @@ def test_host_network(imported):
     assert names[-1] == "0"
     assert set(names[:-1]) == set(os.listdir("/sys/class/net"))
     assert _leftovers(u) == []
+
+
+def test_exit_code_and_output_arrive(imported):
+    """The command re-executed in the user namespace ends without the interpreter's teardown
+    (entry.exit_now): the container's code and every byte of its output still arrive."""
+    u = imported
+    r = u.imagetool("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                    "seq 1 20000; echo err >&2; exit 3")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.splitlines()[-1] == "20000" and len(r.stdout.splitlines()) == 20000
+    assert r.stderr.strip() == "err"
+    r = u.imagetool("images", "--format", "{{.Repository}}")
+    assert (r.returncode, r.stdout.strip()) == (0, "busybox"), r.stderr
+    assert _leftovers(u) == []
