@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from imagetool.run import control
+from imagetool.run import control, lifecycle
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import parse_bytes, parse_signal  # noqa: F401 - the CLI's API
 
@@ -22,6 +22,7 @@ def _records(args: argparse.Namespace) -> Records:
 
 _kill_runtime = control.kill_runtime
 _wait_exit = control.wait_exit
+_remove_leftovers = lifecycle.remove
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -84,24 +85,6 @@ def cmd_rm(args: argparse.Namespace) -> int:
             print(f"imagetool: rm: {e}", file=sys.stderr)
             rc = 1
     return rc
-
-
-def _remove_leftovers(recs: Records, cid: str) -> None:
-    """What a dead monitor could not clean: the runtime container, network, bundle."""
-    from imagetool import bundle
-    from imagetool.run import network
-    from runtime.container import Container
-    from runtime.errors import PyruncError
-    with contextlib.suppress(PyruncError, OSError):
-        Container(recs.runtime_root, cid).delete(True, lambda m: None)
-    with contextlib.suppress(Exception):
-        network.release(recs.root, cid)
-    if os.path.isdir(recs.path(cid, "bundle")):
-        bundle.remove(recs.path(cid, "bundle"))
-    from imagetool.run import events
-    with contextlib.suppress(ContainerError):
-        events.record(recs.root, "destroy", recs.load(cid))
-    recs.remove(cid)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

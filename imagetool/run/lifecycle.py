@@ -189,7 +189,11 @@ def start(store: Any, recs: Records, cid: str, foreground: bool,
     if not os.path.exists(recs.path(cid, "bundle", "config.json")):
         make_bundle(store, recs, cid)
     fd = monitor.launch(recs.root, cid, foreground, interactive)
-    got = read_status(fd)
+    try:
+        got = read_status(fd)
+    except BaseException:   # Ctrl-C: nothing may run on unwatched
+        _interrupted(recs, cid, fd)
+        raise
     if got is None or "started" not in got[0]:
         os.close(fd)
         msg = got[0].get("error") if got else "the monitor died"
@@ -198,3 +202,47 @@ def start(store: Any, recs: Records, cid: str, foreground: bool,
                     ExitCode=code if code != exitcodes.TOOL_FAILED else 0, Error=msg)
         raise StartError(f"cannot start container: {msg}", code)
     return fd, got[1]
+
+
+def _interrupted(recs: Records, cid: str, fd: int) -> None:
+    """Ctrl-C while the monitor was starting `cid`: let it say its first word, and if the
+    container started, kill it and wait for the monitor's exit message (it has cleaned up
+    by then). A second Ctrl-C gives up waiting."""
+    import signal
+
+    from imagetool.run import control
+    try:
+        got = read_status(fd)
+        if got is not None and "started" in got[0]:
+            control.mark_stopped_by_user(recs, cid)
+            with contextlib.suppress(ContainerError):
+                control.kill_runtime(recs, cid, signal.SIGKILL)
+            rest = got[1]
+            while b"\n" not in rest:
+                try:
+                    chunk = os.read(fd, 4096)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                rest += chunk
+    finally:
+        os.close(fd)
+
+
+def remove(recs: Records, cid: str) -> None:
+    """Remove what a dead monitor could not clean, and the record: the runtime container,
+    network address, bundle (a `destroy` event is logged)."""
+    from imagetool import bundle
+    from imagetool.run import events, network
+    from runtime.container import Container
+    from runtime.errors import PyruncError
+    with contextlib.suppress(PyruncError, OSError):
+        Container(recs.runtime_root, cid).delete(True, lambda m: None)
+    with contextlib.suppress(Exception):
+        network.release(recs.root, cid)
+    if os.path.isdir(recs.path(cid, "bundle")):
+        bundle.remove(recs.path(cid, "bundle"))
+    with contextlib.suppress(ContainerError):
+        events.record(recs.root, "destroy", recs.load(cid))
+    recs.remove(cid)

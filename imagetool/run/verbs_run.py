@@ -1,6 +1,6 @@
-"""`run`, `create` and `start`: the command line over imagetool.run.lifecycle. `run`
-exits with docker's statuses: 125 the tool failed, 126 the command cannot be executed,
-127 it was not found, else the container's own."""
+"""`run`, `create` and `start`: the command line over imagetool.run.launch (flags, the
+attached terminal, printing). `run` exits with docker's statuses: 125 the tool failed, 126
+the command cannot be executed, 127 it was not found, else the container's own."""
 
 from __future__ import annotations
 
@@ -13,42 +13,22 @@ import signal
 import sys
 from typing import Any
 
-from imagetool.run import exitcodes
+from imagetool.run import exitcodes, launch, lifecycle
 from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import env_list, resources
 
 
-def _image(store: Any, ref: str) -> str:
-    """The store name of `ref` (a name or an image ID), pulling it when it is missing."""
-    from imagetool import reference, views
-    try:
-        return views.resolve_one(store, ref)
-    except views.Ambiguous as e:
-        raise ContainerError(str(e)) from None
-    except views.NotFound:
-        pass  # not in the store: pull it, as docker run does
-    from imagetool.pull import pull
+def _pull_notice(ref: str) -> None:
     print(f"Unable to find image '{ref}' locally", file=sys.stderr)
-    pull(store, ref, progress=False)
-    return reference.normalize(ref)
 
 
-def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Config, HostConfig) of the record, from run/create's flags."""
+def _options(args: argparse.Namespace) -> launch.Options:
+    """The new container's Config and HostConfig, from run/create's flags."""
     from imagetool.run import ports
     pbind = [ports.parse(p) for p in args.publish or []]
-    if args.publish_all:  # every EXPOSEd port of the image on a free host port
-        taken = {(p["ContainerPort"], p["Proto"]) for p in pbind}
-        for key in sorted(exposed or {}):
-            port, _, proto = key.partition("/")
-            if port.isdigit() and (int(port), proto or "tcp") not in taken:
-                pbind.append(ports.parse(f"0.0.0.0::{port}/{proto or 'tcp'}"))
     if args.network not in ("bridge", "host", "none", "slirp4netns"):
         from imagetool.run import usernet
         usernet.load(args.root, args.network)  # a user network: it must exist
-    elif pbind and args.network not in ("bridge", "slirp4netns"):
-        raise ContainerError("-p needs --network bridge (or a user network)")
     for item in args.add_host or []:
         name, sep, addr = item.partition(":")
         try:
@@ -78,53 +58,55 @@ def _settings(args: argparse.Namespace, exposed: dict[str, Any] | None = None
             "ExtraHosts": args.add_host or [], "Dns": args.dns or []}
     if host["AutoRemove"] and host["RestartPolicy"]["Name"] != "no":
         raise ContainerError("conflicting options: --restart and --rm")
-    return config, host
+    return launch.Options(config, host, args.name, bool(args.publish_all))
 
 
-def _create(args: argparse.Namespace) -> tuple[Any, Records, str]:
-    from imagetool.run import lifecycle
-    from imagetool.store import Store
-    store = Store(args.root)
-    recs = Records(args.root)
-    image = _image(store, args.image)
-    from imagetool import bundle
-    iconf = bundle.image_parts(store, image)["config"].get("config") or {}
-    config, host = _settings(args, iconf.get("ExposedPorts"))
-    rec = lifecycle.create(store, recs, image, args.image, args.name, config, host)
-    return store, recs, rec["Id"]
+def _tool_failed(args: argparse.Namespace, verb: str, e: Exception) -> int:
+    """Whatever failed before the container ran is the tool's: one line, status 125."""
+    if getattr(args, "debug", False):
+        raise e
+    print(f"imagetool: {verb}: {e}", file=sys.stderr)
+    return exitcodes.TOOL_FAILED
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from imagetool.store import Store
     try:
-        _store, _recs, cid = _create(args)
-    except Exception as e:  # whatever failed before the container ran: the tool's
-        if getattr(args, "debug", False):
-            raise
-        print(f"imagetool: create: {e}", file=sys.stderr)
-        return exitcodes.TOOL_FAILED
-    print(cid)
+        c = launch.create(Store(args.root), args.image, _options(args), _pull_notice)
+    except Exception as e:
+        return _tool_failed(args, "create", e)
+    print(c.id)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from imagetool.run import lifecycle
+    from imagetool.store import Store
+    saved: list[Any] = []
+
+    def terminal(c: launch.Container) -> None:
+        saved.append(_attach_terminal(c.records, c.id, args.detach, args.interactive,
+                                      args.tty))
     try:
-        store, recs, cid = _create(args)
-    except Exception as e:  # whatever failed before the container ran: the tool's
-        if getattr(args, "debug", False):
-            raise
-        print(f"imagetool: run: {e}", file=sys.stderr)
-        return exitcodes.TOOL_FAILED
-    try:
-        return attach_run(store, recs, cid, args.detach, args.interactive, args.tty,
-                          remove_on_error=True)
+        opts = _options(args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        c = launch.launch(Store(args.root), args.image, opts, foreground=not args.detach,
+                          interactive=args.interactive and not args.detach,
+                          on_pull=_pull_notice, before_start=terminal)
     except lifecycle.StartError as e:
+        _restore_terminal(saved[0] if saved else None)
         print(f"imagetool: run: {e}", file=sys.stderr)
         return e.code
+    except Exception as e:
+        _restore_terminal(saved[0] if saved else None)
+        return _tool_failed(args, "run", e)
+    except BaseException:
+        _restore_terminal(saved[0] if saved else None)
+        raise
+    return _attached(c, args.detach, False, saved[0])
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from imagetool.run import lifecycle
     from imagetool.store import Store
     store, recs = Store(args.root), Records(args.root)
     rc = 0
@@ -156,9 +138,24 @@ def attach_run(store: Any, recs: Records, cid: str, detach: bool, interactive: b
                tty: bool, remove_on_error: bool, quiet: bool = False) -> int:
     """Start the container through its monitor; detached, print the id and return 0, else
     relay the terminal and signals and return the container's exit status."""
-    from imagetool.run import lifecycle
     sys.stdout.flush()
     sys.stderr.flush()
+    saved = _attach_terminal(recs, cid, detach, interactive, tty)
+    try:
+        # -di/-dit: the container's stdin stays open (attach feeds it); ours is not read
+        c = launch.start(store, recs, cid, foreground=not detach,
+                         interactive=interactive and not detach,
+                         remove_on_error=remove_on_error)
+    except BaseException:
+        _restore_terminal(saved)
+        raise
+    return _attached(c, detach, quiet, saved)
+
+
+def _attach_terminal(recs: Records, cid: str, detach: bool, interactive: bool,
+                     tty: bool) -> Any:
+    """Before the start: relay window resizes, put our terminal in raw mode when attached
+    to a pty with stdin; returns what _restore_terminal() puts back."""
     if tty and not detach:
         # Relay resizes from now on: one before the monitor has copied the size to the
         # container's pty is seen by that copy, one after reaches the monitor.
@@ -170,38 +167,28 @@ def attach_run(store: Any, recs: Records, cid: str, detach: bool, interactive: b
                     os.kill(pid, signal.SIGWINCH)
         signal.signal(signal.SIGWINCH, resized)
     # raw before the container can print or read anything, restored on every way out
-    saved = _raw_terminal() if tty and interactive and not detach else None
-    try:
-        # -di/-dit: the container's stdin stays open (attach feeds it); ours is not read
-        fd, rest = lifecycle.start(store, recs, cid, not detach, interactive and not detach)
-    except lifecycle.StartError:
-        _restore_terminal(saved)
-        if remove_on_error:
-            from imagetool.run.cli import _remove_leftovers
-            with contextlib.suppress(Exception):
-                _remove_leftovers(recs, cid)
-        raise
-    except BaseException:
-        _restore_terminal(saved)
-        raise
+    return _raw_terminal() if tty and interactive and not detach else None
+
+
+def _attached(c: launch.Container, detach: bool, quiet: bool, saved: Any) -> int:
     try:
         if detach:
             if not quiet:
-                print(cid)
+                print(c.id)
             return 0
-        return wait_exit_message(recs, cid, fd, rest)
+        return wait_exit_message(c.records, c.id, c.status_fd, c.rest)
     finally:
-        os.close(fd)
+        os.close(c.status_fd)
         _restore_terminal(saved)
 
 
 def wait_exit_message(recs: Records, cid: str, fd: int, rest: bytes) -> int:
     """Forward INT/TERM/HUP to the container until the monitor reports its exit."""
-    from imagetool.run.cli import _kill_runtime
+    from imagetool.run import control
 
     def forward(num: int, _frame: Any) -> None:
         with contextlib.suppress(Exception):
-            _kill_runtime(recs, cid, num)
+            control.kill_runtime(recs, cid, num)
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, forward)
     while b"\n" not in rest:
