@@ -80,12 +80,32 @@ t = time.monotonic_ns()
 from imagetool.cli import main
 log("import imagetool.cli", t, time.monotonic_ns())
 t = time.monotonic_ns()
-import imagetool.bundle, imagetool.store, imagetool.snapshots, imagetool.convert
-import imagetool.run.monitor, imagetool.run.network, imagetool.run.cli, imagetool.views
-import runtime.create, runtime.container
+import importlib
+for m in ("imagetool.bundle", "imagetool.store", "imagetool.snapshots", "imagetool.convert",
+          "imagetool.run.monitor", "imagetool.run.network", "imagetool.run.cli",
+          "imagetool.run.verbs_run", "imagetool.run.launch", "imagetool.run.lifecycle",
+          "imagetool.runspec", "imagetool.views", "runtime.create", "runtime.container"):
+    try:
+        importlib.import_module(m)
+    except ImportError:
+        pass  # a module of another version of the code
 log("import lazy modules", t, time.monotonic_ns())
 
-def wrap(obj, attr, name):
+def find(path):
+    mod, _, attr = path.partition(":")
+    owner = sys.modules.get(mod)
+    for part in attr.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+    last = attr.split(".")[-1]
+    return (owner, last) if owner is not None and hasattr(owner, last) else None
+
+def wrap(name, *paths):
+    """Time the first of `paths` (module:attr, attr may be Class.method) that this version
+    of the code has; a phase none of them names is left out of the report."""
+    found = next((f for f in map(find, paths) if f), None)
+    if found is None:
+        return
+    obj, attr = found
     f = getattr(obj, attr)
     @functools.wraps(f)
     def w(*a, **k):
@@ -96,32 +116,32 @@ def wrap(obj, attr, name):
             log(name, t0, time.monotonic_ns())
     setattr(obj, attr, w)
 
-it, rn = imagetool, imagetool.run
-wrap(it.cli, "build_parser", "cli: build_parser")
-wrap(rn.cli, "cmd_run", "cli: cmd_run")
-wrap(rn.cli, "_image", "cli: resolve image")
-wrap(it.bundle, "image_parts", "cli: image_parts")
-wrap(rn.containers.Records, "new", "cli: record new")
-wrap(it.bundle, "unpack", "cli: bundle.unpack")
-wrap(it.snapshots.Snapshots, "ensure", "unpack: snapshots.ensure")
-wrap(it.snapshots, "mount_overlay", "unpack: mount_overlay")
-wrap(it.convert, "spec_from_image", "unpack: spec_from_image")
-wrap(rn.cli, "_edit_config", "cli: edit config.json")
-wrap(rn.monitor, "launch", "cli: monitor.launch (double fork)")
-wrap(rn.cli, "_read_status", "cli: wait for monitor status")
-wrap(rn.monitor, "main", "monitor: main")
-wrap(rn.network, "allocate", "monitor: network.allocate")
-wrap(runtime.create, "create", "monitor: runtime create")
-wrap(rn.network, "setup_bridge_side", "monitor: network bridge side")
-wrap(rn.network, "setup_container_side", "monitor: network container side")
-wrap(runtime.container.Container, "start", "monitor: runtime start")
-wrap(rn.monitor, "_watch", "monitor: watch (init runs, exits)")
-wrap(rn.monitor, "_cleanup", "monitor: cleanup")
-wrap(runtime.container.Container, "delete", "cleanup: runtime delete")
-wrap(rn.network, "teardown", "cleanup: network teardown")
-wrap(it.bundle, "remove", "cleanup: bundle.remove (umount, rmtree)")
-wrap(rn.containers.Records, "update", "monitor: record update")
-wrap(rn.containers.Records, "remove", "monitor: record remove")
+wrap("cli: build_parser", "imagetool.cli:build_parser")
+wrap("cli: cmd_run", "imagetool.run.verbs_run:cmd_run", "imagetool.run.cli:cmd_run")
+wrap("cli: resolve image", "imagetool.run.launch:image", "imagetool.run.cli:_image")
+wrap("cli: image_parts", "imagetool.bundle:image_parts")
+wrap("cli: record new", "imagetool.run.records:Records.new")
+wrap("cli: bundle.unpack", "imagetool.bundle:unpack")
+wrap("unpack: snapshots.ensure", "imagetool.snapshots:Snapshots.ensure")
+wrap("unpack: mount_overlay", "imagetool.snapshots:mount_overlay")
+wrap("unpack: spec_from_image", "imagetool.convert:spec_from_image")
+wrap("cli: edit config.json", "imagetool.runspec:build", "imagetool.run.cli:_edit_config")
+wrap("cli: monitor.launch (double fork)", "imagetool.run.monitor:launch")
+wrap("cli: wait for monitor status", "imagetool.run.lifecycle:read_status",
+     "imagetool.run.cli:_read_status")
+wrap("monitor: main", "imagetool.run.monitor:main")
+wrap("monitor: network.allocate", "imagetool.run.network:allocate")
+wrap("monitor: runtime create", "runtime.create:create")
+wrap("monitor: network bridge side", "imagetool.run.network:setup_bridge_side")
+wrap("monitor: network container side", "imagetool.run.network:setup_container_side")
+wrap("monitor: runtime start", "runtime.container:Container.start")
+wrap("monitor: watch (init runs, exits)", "imagetool.run.monitor:_watch")
+wrap("monitor: cleanup", "imagetool.run.monitor:_cleanup")
+wrap("cleanup: runtime delete", "runtime.container:Container.delete")
+wrap("cleanup: network teardown", "imagetool.run.network:teardown")
+wrap("cleanup: bundle.remove (umount, rmtree)", "imagetool.bundle:remove")
+wrap("monitor: record update", "imagetool.run.records:Records.update")
+wrap("monitor: record remove", "imagetool.run.records:Records.remove")
 t = time.monotonic_ns()
 rc = main()
 log("main", t, time.monotonic_ns())
