@@ -1,6 +1,6 @@
 """Rootless `run --rm IMAGE true`: imagetool vs podman, as the same ordinary user.
 
-    .venv/bin/python -m bench.rootless_bench [--runs N]
+    .venv/bin/python -m bench.rootless_bench [--runs N] [--baseline DIR]
 
 Makes a user with a subordinate range (removed afterwards, with every process it left, by
 pid), imports the same busybox rootfs into both tools' per-user stores, then times, in an
@@ -30,6 +30,9 @@ IT = os.path.join(REPO, ".venv", "bin", "imagetool")
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--baseline", metavar="DIR", help="also time the imagetool and runtime "
+                    "packages of this other tree (e.g. an older commit's `git archive`), "
+                    "in the same rounds")
     a = ap.parse_args()
     gen = _make_user("itool-rl-bench", subids=True)
     u = next(gen)
@@ -39,7 +42,7 @@ def main() -> int:
             if ns is not None:
                 u = dataclasses.replace(u, prefix=ns.prefix)
             try:
-                return _bench(u, a.runs, ns is not None)
+                return _bench(u, a.runs, ns is not None, a.baseline)
             finally:
                 _kill_users_processes(u.name)
     finally:
@@ -47,7 +50,7 @@ def main() -> int:
             pass
 
 
-def _bench(u: RootlessUser, runs: int, tun: bool) -> int:
+def _bench(u: RootlessUser, runs: int, tun: bool, baseline: str | None = None) -> int:
     """Import, warm up, time; print the table."""
     d = os.path.join(u.home, "b")
     os.makedirs(d)
@@ -62,19 +65,22 @@ def _bench(u: RootlessUser, runs: int, tun: bool) -> int:
             return 1
     nets = ["none"] + (["default"] if tun else [])
     cmds = {}
+    paths = {"imagetool": REPO, "baseline": os.path.abspath(baseline or REPO)}
     for net in nets:
         flag = ["--network", "none"] if net == "none" else []
         cmds[("imagetool", net)] = [IT, "run", "--rm", *flag, "busybox:latest", "true"]
+        if baseline:
+            cmds[("baseline", net)] = cmds[("imagetool", net)]
         cmds[("podman", net)] = ["podman", "--runtime", "runc", "run", "--rm", *flag,
                                  "busybox:latest", "true"]
     times: dict[tuple[str, str], list[float]] = {k: [] for k in cmds}
     keys = list(cmds)
     for k in keys:  # warm-up (podman's pause process, bytecode, snapshots)
-        u.run(*cmds[k], env={"PYTHONPATH": REPO})
+        u.run(*cmds[k], env={"PYTHONPATH": paths.get(k[0], REPO)})
     for i in range(runs):
         for k in keys[i % len(keys):] + keys[:i % len(keys)]:
             t0 = time.perf_counter()
-            r = u.run(*cmds[k], env={"PYTHONPATH": REPO})
+            r = u.run(*cmds[k], env={"PYTHONPATH": paths.get(k[0], REPO)})
             dt = (time.perf_counter() - t0) * 1000
             if r.returncode != 0:
                 print(f"{k}: failed: {r.stderr.strip()}", file=sys.stderr)
@@ -82,12 +88,21 @@ def _bench(u: RootlessUser, runs: int, tun: bool) -> int:
             times[k].append(dt)
     print(f"rootless `run --rm busybox true`, medians of {runs} interleaved runs (ms, "
           "through runuser)")
-    print("| network | imagetool | podman | imagetool/podman |")
-    print("|---|---|---|---|")
+    if baseline:
+        print(f"baseline: {paths['baseline']}")
+        print("| network | baseline | imagetool | podman | baseline/podman | imagetool/podman |")
+        print("|---|---|---|---|---|---|")
+    else:
+        print("| network | imagetool | podman | imagetool/podman |")
+        print("|---|---|---|---|")
     for net in nets:
         mi = statistics.median(times[("imagetool", net)])
         mp = statistics.median(times[("podman", net)])
-        print(f"| {net} | {mi:.0f} | {mp:.0f} | {mi / mp:.2f}x |")
+        if baseline:
+            mb = statistics.median(times[("baseline", net)])
+            print(f"| {net} | {mb:.0f} | {mi:.0f} | {mp:.0f} | {mb / mp:.2f}x | {mi / mp:.2f}x |")
+        else:
+            print(f"| {net} | {mi:.0f} | {mp:.0f} | {mi / mp:.2f}x |")
     return 0
 
 

@@ -164,7 +164,7 @@ def cmd_rmi(args: argparse.Namespace) -> int:
                   "use -f to remove them all", file=sys.stderr)
             failed += 1
             continue
-        from imagetool.run.containers import image_users
+        from imagetool.run.records import image_users
         users = [] if args.force else image_users(store, hits)
         if users:
             user, iid = users[0]
@@ -252,7 +252,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import json
 
     from imagetool import snapshots, views
-    from imagetool.run.containers import Records
+    from imagetool.run.records import Records
     store = _store(args)
     total = 0
     if args.build_cache:  # first: the layers only the step cache kept go in the GC below

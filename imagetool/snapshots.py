@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import stat
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -102,7 +101,7 @@ class Snapshots:
                 for i in missing:
                     self._sweep(chain[i][0]["digest"])
                     temps[i] = os.path.join(
-                        self.tmp, f"{chain[i][0]['digest'].split(':', 1)[1]}.{uuid.uuid4().hex}")
+                        self.tmp, f"{chain[i][0]['digest'].split(':', 1)[1]}.{os.urandom(8).hex()}")
                     os.mkdir(temps[i], 0o755)
                 implicit = self._extract(store, chain, temps, jobs)
                 for i in missing:  # bottom-up: a fixed lower dir feeds the ones above it

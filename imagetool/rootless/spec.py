@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from imagetool.run.containers import ContainerError
+from imagetool.run.records import ContainerError
 
 FLAGS = {"memory": "--memory/--memory-swap/--memory-reservation", "cpu": "--cpus/--cpu-shares/"
          "--cpuset-cpus", "pids": "--pids-limit", "blockIO": "--blkio-weight/--device-*-bps",

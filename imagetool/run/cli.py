@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from imagetool.run import control, lifecycle
-from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import parse_bytes, parse_signal  # noqa: F401 - the CLI's API
+from imagetool.run.records import ContainerError, Records, monitor_alive, status
 
 
 def _records(args: argparse.Namespace) -> Records:

@@ -8,8 +8,8 @@ import contextlib
 import signal
 import time
 
-from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import parse_signal
+from imagetool.run.records import ContainerError, Records, monitor_alive, status
 
 
 def kill_runtime(recs: Records, cid: str, sig: int) -> None:

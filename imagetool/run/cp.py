@@ -14,7 +14,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from imagetool.run.containers import ContainerError, Records, status
+from imagetool.run.records import ContainerError, Records, status
 
 _MAX_LINKS = 40
 

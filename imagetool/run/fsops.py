@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 _MOUNTED_FILES = {"etc/hostname", "etc/hosts", "etc/resolv.conf"}
 

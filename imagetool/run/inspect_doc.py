@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagetool.run.containers import Records, status
+from imagetool.run.records import Records, status
 
 
 def _port_map(ports: list[dict[str, Any]], as_str: bool = True) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagetool.run import lifecycle
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 
 @dataclass

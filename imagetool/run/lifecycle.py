@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from imagetool.run import exitcodes
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 
 class StartError(ContainerError):

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from imagetool.run.containers import now
+from imagetool.run.records import now
 
 
 class LogWriter:

@@ -31,7 +31,7 @@ from typing import Any
 
 from imagetool.run import events as event_log
 from imagetool.run import logs, network, ports, restart
-from imagetool.run.containers import Records, now, proc_start
+from imagetool.run.records import Records, now, proc_start
 
 PR_SET_CHILD_SUBREAPER = 36
 

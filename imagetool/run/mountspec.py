@@ -10,8 +10,8 @@ import os
 import secrets
 from typing import Any
 
-from imagetool.run.containers import ContainerError
 from imagetool.run.options import parse_bytes, volume
+from imagetool.run.records import ContainerError
 
 
 def _dest(flag: str, text: str, dest: str) -> str:

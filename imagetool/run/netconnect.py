@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from imagetool.run import network, usernet
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 
 def _iface_index(extra: dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from imagetool import units
-from imagetool.run.containers import ContainerError
+from imagetool.run.records import ContainerError
 from runtime import signals
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 POLICIES = ("no", "on-failure", "always", "unless-stopped")
 

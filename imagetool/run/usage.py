@@ -5,7 +5,6 @@ the verbs that run containers exit 125 on bad usage (docker's "the tool failed")
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 
 # bad usage of these is the tool failing before any container ran: 125, as docker and podman
@@ -82,6 +81,7 @@ def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
         shown = None
     verb = argv[vi] if vi >= 0 else None
     if verb is not None and verb not in subs:
+        import difflib  # only for this message (~1 ms)
         near = difflib.get_close_matches(verb, list(subs), n=1, cutoff=0.6)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         print(f"imagetool: '{verb}' is not an imagetool verb{hint}\n"

@@ -16,7 +16,7 @@ import struct
 import time
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records, status
+from imagetool.run.records import ContainerError, Records, status
 
 BUILTIN = ("bridge", "host", "none")
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records
+from imagetool.run.records import ContainerError, Records
 
 
 def cmd_volume_create(args: argparse.Namespace) -> int:
@@ -139,7 +139,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     import contextlib
 
     from imagetool.run import control, fsops
-    from imagetool.run.containers import status
+    from imagetool.run.records import status
     from imagetool.store import Store
     recs = Records(args.root)
     cid = recs.resolve(args.container)

@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from imagetool.run import exitcodes
-from imagetool.run.containers import ContainerError, Records, status
 from imagetool.run.options import env_list
+from imagetool.run.records import ContainerError, Records, status
 
 
 def our_size() -> dict[str, int] | None:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from imagetool.run import control
-from imagetool.run.containers import ContainerError, Records, monitor_alive, status
+from imagetool.run.records import ContainerError, Records, monitor_alive, status
 
 
 def _each(args: argparse.Namespace, verb: str, fn: Any) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records, monitor_alive, status
+from imagetool.run.records import ContainerError, Records, monitor_alive, status
 
 
 def cmd_network_create(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records, status
+from imagetool.run.records import ContainerError, Records, status
 
 HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
            "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",

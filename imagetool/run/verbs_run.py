@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 from imagetool.run import exitcodes, launch, lifecycle
-from imagetool.run.containers import ContainerError, Records, monitor_alive, status
 from imagetool.run.options import env_list, resources
+from imagetool.run.records import ContainerError, Records, monitor_alive, status
 
 
 def _pull_notice(ref: str) -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from imagetool.run.containers import Records, monitor_alive, status
+from imagetool.run.records import Records, monitor_alive, status
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import secrets
 import shutil
 from typing import Any
 
-from imagetool.run.containers import ContainerError, Records, now
+from imagetool.run.records import ContainerError, Records, now
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 

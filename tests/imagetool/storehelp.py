@@ -144,7 +144,7 @@ def unmount_under(directory: str) -> None:
 def remove_containers(root: str) -> None:
     """`imagetool rm -f` every container of the store at `root`; a monitor that would not go
     is killed by its recorded pid."""
-    from imagetool.run.containers import Records
+    from imagetool.run.records import Records
     recs = Records(root)
     for rec in recs.all():
         imagetool(root, "rm", "-f", rec["Id"], check=False, timeout=60)

@@ -57,8 +57,8 @@ def test_chown_unknown_names(spec, message):
 def test_container_flags_read_sizes_with_units_and_keep_their_words():
     """run --memory / tmpfs-size go through units.parse_bytes; the error names the value the
     way the container verbs always did."""
-    from imagetool.run.containers import ContainerError
     from imagetool.run.options import parse_bytes
+    from imagetool.run.records import ContainerError
     assert parse_bytes(" 64m ") == 64 << 20 and parse_bytes("1.5g") == 3 << 29
     assert parse_bytes("512KiB") == 512 << 10 and parse_bytes("1p") == 1 << 50
     for bad in ("lots", "-1m", "1x"):

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from imagetool.run.containers import Records
+from imagetool.run.records import Records
 from tests.imagetool.storehelp import imagetool, remove_containers, rootfs_tar, unmount_under
 from tests.rig import PYRUNC, RUNC, Runtime, cgroup_leftovers
 

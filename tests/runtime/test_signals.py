@@ -65,7 +65,7 @@ def test_zero_only_when_asked():
 def test_the_three_parsers_are_this_one():
     from imagetool.builder import dockerfile
     from imagetool.run import cli as run_cli
-    from imagetool.run.containers import ContainerError
+    from imagetool.run.records import ContainerError
     from runtime import cli
     from runtime.errors import PyruncError
     for text in ("SIGRTMIN+3", "term", "9", "RTMAX-2"):

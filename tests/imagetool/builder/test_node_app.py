@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 from imagetool import bundle
-from imagetool.run.containers import Records
+from imagetool.run.records import Records
 from imagetool.store import Store
 from tests.imagetool.conftest import free_port
 from tests.imagetool.storehelp import (

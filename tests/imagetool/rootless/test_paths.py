@@ -20,7 +20,7 @@ def test_root_keeps_var_lib_and_store_runtime_dir(tmp_path):
 
 def test_user_defaults_follow_xdg(ruser):
     code = ("import json; from imagetool.cli import build_parser; "
-            "from imagetool.run.containers import Records; "
+            "from imagetool.run.records import Records; "
             "a = build_parser().parse_args(['images']); "
             "print(json.dumps([a.root, Records(a.root).runtime_root]))")
     r = ruser.py(code)

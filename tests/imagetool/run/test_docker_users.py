@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from imagetool.run.containers import Records
+from imagetool.run.records import Records
 from tests.imagetool.conftest import free_port
 from tests.imagetool.run.test_run import _on_pty, _wait_exited
 from tests.imagetool.storehelp import (

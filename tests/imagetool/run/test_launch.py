@@ -84,7 +84,7 @@ def _kill_monitors(path: str) -> None:
 
 
 def _leftovers(env: dict) -> dict:
-    from imagetool.run.containers import Records
+    from imagetool.run.records import Records
     recs = Records(env["root"])
     try:
         runtime = os.listdir(recs.runtime_root)
@@ -134,7 +134,7 @@ def test_a_failed_start_leaves_nothing(env):
 
 def test_refusals_before_anything_is_made(env):
     r = _script(env, "refuse.py", """\
-        from imagetool.run.containers import ContainerError
+        from imagetool.run.records import ContainerError
         for ref, o in (("busybox", opts(["true"], PortBindings=[
                            {"HostIp": "0.0.0.0", "HostPort": 0, "ContainerPort": 80,
                             "Proto": "tcp"}])),

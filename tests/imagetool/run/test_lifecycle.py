@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from imagetool.run.containers import Records
+from imagetool.run.records import Records
 from tests.imagetool.conftest import free_port
 from tests.imagetool.run.test_run import _wait_exited
 from tests.imagetool.storehelp import (

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from imagetool.run.containers import Records
+from imagetool.run.records import Records
 from tests.imagetool.storehelp import imagetool, remove_containers, rootfs_tar, unmount_under
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
