@@ -67,3 +67,16 @@ def test_each_verb_loads_only_its_budget(pyrunc, bundle):
         assert COMMON <= mods, verb  # the probe sees the modules it should
     assert "__future__" not in set().union(*seen.values())
     assert "runtime.cgroups.manager" in seen["delete"]
+
+
+def test_run_without_seccomp_skips_the_ctypes_package(pyrunc, bundle):
+    """create/run/exec reach the kernel through runtime/linux/cdll.py on `_ctypes`; the
+    ctypes package (~1.8 ms) comes only with the modules that need more (seccomp)."""
+    py = _interpreter()
+    bundle.config["linux"].pop("seccomp", None)
+    bundle.write()
+    cid = pyrunc.new_id("hot")
+    mods = _imported([*py, "-X", "importtime", PYRUNC, "--root", pyrunc.root, "run",
+                      "--bundle", bundle.path, cid])
+    assert "_ctypes" in mods and "runtime.linux.syscalls" in mods
+    assert "ctypes" not in mods
