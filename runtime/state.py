@@ -168,12 +168,12 @@ def _frozen(state: "dict[str, Any]") -> bool:
     freezer = (cg.get("paths") or {}).get("freezer")
     try:
         if freezer:
-            with open(os.path.join(freezer, "freezer.state")) as f:
-                return f.read().strip() == "FROZEN"
+            with open(os.path.join(freezer, "freezer.state"), "rb") as f:
+                return f.read().strip() == b"FROZEN"
         unified = cg.get("unified")
         if unified and cg.get("version") == 2:
-            with open(os.path.join(unified, "cgroup.freeze")) as f:
-                return f.read().strip() == "1"
+            with open(os.path.join(unified, "cgroup.freeze"), "rb") as f:
+                return f.read().strip() == b"1"
     except OSError:
         return False
     return False

@@ -330,6 +330,13 @@ def number(value: "Any", field: str) -> int:
 
 def remove_tree(path: str) -> None:
     """Remove a cgroup and any sub-cgroups the container made, deepest first."""
+    try:
+        os.rmdir(path)  # the usual case: no sub-cgroup, no task left
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # EBUSY: sub-cgroups, or tasks the kernel is still reaping
     subdirs = [d for d, _sub, _files in os.walk(path)]
     for d in reversed(subdirs[1:]):
         rmdir_retry(d)
