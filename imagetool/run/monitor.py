@@ -186,8 +186,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
             assert info is not None
             network.setup_bridge_side(info, cid, pid)
             network.setup_container_side(info, cid, pid)
-        elif mode == "none":
-            network.setup_container_side(None, cid, pid)
+        # --network none (and slirp4netns): lo is up already, the runtime's init brings it up
+        # in every network namespace it makes (as runc does)
         if slirp is not None:
             slirp.start(pid, host.get("PortBindings") or [])
         if user_net is not None and info is not None:  # names known before it runs

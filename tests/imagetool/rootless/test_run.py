@@ -148,3 +148,15 @@ def test_exit_code_and_output_arrive(imported):
     r = u.imagetool("images", "--format", "{{.Repository}}")
     assert (r.returncode, r.stdout.strip()) == (0, "busybox"), r.stderr
     assert _leftovers(u) == []
+
+
+def test_network_none_has_loopback_up(imported):
+    """--network none: a network namespace of its own with lo up (the runtime's init brings it
+    up; the monitor no longer does it a second time)."""
+    u = imported
+    r = u.imagetool("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                    "ls /sys/class/net; cat /sys/class/net/lo/flags; "
+                    "ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lo", "0x9", "ping-ok"]  # IFF_UP | IFF_LOOPBACK
+    assert _leftovers(u) == []
