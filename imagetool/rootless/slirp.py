@@ -12,17 +12,16 @@ its exit fd, then by pid) and removes its socket directory. Nothing outlives the
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import select
-import shutil
-import socket
-import subprocess
-import tempfile
-from typing import Any
 
 from imagetool.errors import ImagetoolError
+
+# The monitor imports this module for every container (to ask wanted()): what only a
+# slirp4netns container needs (subprocess alone is ~3 ms) is imported where it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 READY_TIMEOUT = 10.0
 GUEST_ADDR = "10.0.2.100"
@@ -41,6 +40,7 @@ def _mode(path: str) -> str:
 
 
 def _free_port(addr: str, proto: str) -> int:
+    import socket
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     with socket.socket(fam, kind) as s:
@@ -51,6 +51,7 @@ def _free_port(addr: str, proto: str) -> int:
 def _exited(pid: int, timeout: float) -> bool:
     """Wait up to `timeout` s for child `pid` to end (woken at its exit through a pidfd, not
     by polling); True when it has (it is left for the caller to reap)."""
+    import select
     try:
         fd = os.pidfd_open(pid)
     except OSError:
@@ -69,6 +70,10 @@ class Slirp:
         self.ports: list[dict[str, Any]] = []
 
     def start(self, pid: int, bindings: list[dict[str, Any]]) -> None:
+        import select
+        import shutil
+        import subprocess
+        import tempfile
         exe = shutil.which("slirp4netns")
         if exe is None:
             raise SlirpError("slirp4netns not found: install Debian's slirp4netns package "
@@ -111,6 +116,8 @@ class Slirp:
         return " | ".join(lines[-4:]) if lines else "no message"
 
     def _publish(self, api: str, b: dict[str, Any]) -> None:
+        import json
+        import socket
         addr = b.get("HostIp") or "0.0.0.0"
         port = int(b.get("HostPort") or 0) or _free_port(addr, b["Proto"])
         req = {"execute": "add_hostfwd", "arguments": {
@@ -131,6 +138,8 @@ class Slirp:
         self.ports.append(dict(b, HostIp=addr, HostPort=port))
 
     def close(self) -> None:
+        import contextlib
+        import shutil
         if self.exit_w >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.exit_w)
