@@ -185,11 +185,13 @@ def test_debug_run(pair, config, tmp_path, how):
             assert "nsexec container setup" in err and "child process in init()" in err, \
                 (name, err)
             assert name == "runc" or "nsexec started" in err, err
+            assert "init: closing the pipe to signal completion" in err, (name, err)
             continue
         assert "level=debug" not in err and '"level":"debug"' not in err, (name, err)
         text = open(log).read()
         assert "nsexec container setup" in text and "child process in init()" in text, \
             (name, text)
+        assert "init: closing the pipe to signal completion" in text, (name, text)
         if how == "log-json":
             assert '"level":"debug"' in text and _json_lines_ok(text), (name, text)
         else:
@@ -273,7 +275,12 @@ def test_exec_debug(pair, config, tmp_path, to_log):
             text = open(log).read()
             assert "level=debug" in text and _text_lines_ok(text), (name, text)
         else:
+            text = err
             assert "level=debug" in err and _text_lines_ok(err), (name, err)
+        # exec.bats' check_exec_debug: the stages as runc names them
+        for stage in ("nsexec container setup", "child process in init()",
+                      "setns_init: about to exec"):
+            assert stage in text, (name, stage, text)
 
 
 # --- list.bats -----------------------------------------------------------------------------

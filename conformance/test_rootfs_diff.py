@@ -69,7 +69,9 @@ def test_pseudo_fs_on_a_symlink_is_refused(pair, config, name, fs, target, make)
     for n in NAMES:
         assert got[n].rc != 0, f"{n} ran a rootfs whose /{name} is a symlink"
         err = got[n].stderr
-        assert "ordinary directory" in err and fs in err, f"{n}: {err!r}"
+        assert fs in err, f"{n}: {err!r}"
+        if fs == "proc":  # mask.bats greps runc's words for /proc
+            assert "must be mounted on ordinary directory" in err, f"{n}: {err!r}"
     assert not os.path.lexists(target), f"something was made at the host's {target}"
 
 

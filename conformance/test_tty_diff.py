@@ -124,3 +124,20 @@ def test_run_console_size(pair, config, sockdir):
     seen = {name: _run_tty(pair, name, cfg, sockdir) for name in NAMES}
     assert seen["runc"][:2] == (0, "33 77\n"), seen["runc"]
     assert seen["pyrunc"][:2] == seen["runc"][:2], seen["pyrunc"]
+
+
+def test_run_terminal_with_read_only_dev(pair, config, sockdir):
+    """mounts.bats "[ro /dev mount]" runs with process.terminal (its spec's default): the
+    console is bound over /dev/console although /dev ends up read-only."""
+    cfg = _terminal(config, "grep '^tmpfs /dev ' /proc/mounts; ls -l /dev/console")
+    for m in cfg["mounts"]:
+        if m["destination"] == "/dev":
+            m["options"] = list(m.get("options") or []) + ["ro"]
+    seen = {name: _run_tty(pair, name, cfg, sockdir) for name in NAMES}
+    for name in NAMES:
+        rc, shown, err = seen[name]
+        assert rc == 0, (name, err)
+        lines = shown.replace("\r", "").splitlines()
+        assert lines and " ro," in lines[0], (name, shown)
+        assert any(line.endswith("/dev/console") and line.startswith("c") for line in lines), \
+            (name, shown)

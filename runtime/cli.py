@@ -374,6 +374,9 @@ def _exec(args, log: Logger) -> int:
     log.debug("exec: joining the container", id=c.id, init=c.pid)
     pid, master = exec_in(c, opts)
     log.debug("exec: process started", pid=pid)
+    if log.debug_enabled:
+        from runtime.log import log_exec_started
+        log_exec_started(log, pid)
     if args.pid_file:
         _exec_pid_file(args.pid_file, pid, master)
     if args.detach:

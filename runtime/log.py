@@ -91,8 +91,19 @@ def _text_value(v: object) -> str:
 def log_init_started(log: Logger, pid: int) -> None:
     """The debug lines a created init gives, worded so that scripts grepping runc's --debug
     output for its init stages find them: runc 1.1's "nsexec container setup", later runc's
-    "nsexec started", and "child process in init()"."""
+    "nsexec started", "child process in init()" and "init: closing the pipe to signal
+    completion"."""
     log.debug("nsexec started: nsexec container setup done, the init was cloned into its "
               "namespaces", pid=pid)
     log.debug("child process in init(): rootfs, credentials and seccomp are set up, "
               "waiting on exec.fifo", pid=pid)
+    log.debug("init: closing the pipe to signal completion (the init reported ready)", pid=pid)
+
+
+def log_exec_started(log: Logger, pid: int) -> None:
+    """exec's counterpart of log_init_started, worded for scripts grepping runc's exec debug
+    output: "nsexec container setup", "child process in init()", "setns_init: about to exec"."""
+    log.debug("nsexec container setup done: the process joined the container's namespaces",
+              pid=pid)
+    log.debug("child process in init(): credentials, seccomp and cgroup set up", pid=pid)
+    log.debug("setns_init: about to exec the process", pid=pid)

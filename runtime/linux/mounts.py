@@ -303,7 +303,7 @@ def _check_plain_dir(rootfs: str, dest: str, mtype: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
         raise PyruncError(f"mount {mtype} on {dest}: {dest} is {kind}; {mtype} must be "
-                          "mounted on an ordinary directory")
+                          "mounted on ordinary directory")
 
 
 def _dir_mode(rootfs: str, dest: str) -> int | None:

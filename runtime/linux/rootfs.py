@@ -215,6 +215,11 @@ def finish(spec: dict[str, Any]) -> None:
     for m in spec.get("mounts", []):
         if os.path.normpath(m["destination"]) == "/dev":
             if parse_options(m.get("options") or []).flags & sc.MS_RDONLY:
+                if spec.get("process", {}).get("terminal") and not os.path.lexists(
+                        "/dev/console"):
+                    # the console is bound over this file later, when /dev is read-only
+                    os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC,
+                                     0o600))
                 remount_readonly("/dev")
             break
     if spec.get("root", {}).get("readonly"):
