@@ -390,9 +390,10 @@ def _remember_translations() -> None:
     for a catalog on disk every time (~70 us a call, ~14 ms for imagetool's parser); within
     one process the answer for a message cannot change, so keep it."""
     import argparse
-    if not hasattr(argparse._, "cache_info"):
+    gettext = vars(argparse)["_"]  # a private name of argparse's, not in its stubs
+    if not hasattr(gettext, "cache_info"):
         import functools
-        argparse._ = functools.lru_cache(maxsize=None)(argparse._)
+        vars(argparse)["_"] = functools.lru_cache(maxsize=None)(gettext)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
