@@ -15,34 +15,20 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from imagetool.run.records import ContainerError, Records, status
+from runtime.linux.inroot import InRoot, TooManyLinks
 
 _MAX_LINKS = 40
 
 
 def resolve_in(root: str, path: str, follow_last: bool = False) -> str:
     """The host path of container path `path` under `root`, symlinks resolved as if `root`
-    were /; the last component is followed only with follow_last."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        if os.path.islink(here) and (parts or follow_last):
-            links += 1
-            if links > _MAX_LINKS:
-                raise ContainerError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
+    were / (the shared resolver's clamp mode, runtime/linux/inroot.py); the last component
+    is followed only with follow_last; a component that can't be lstat'ed is kept as a name."""
+    r = InRoot(root, max_links=_MAX_LINKS, tolerate=(OSError, ValueError))
+    try:
+        return r.host(r.walk(path.split("/"), follow_last=follow_last))
+    except TooManyLinks:
+        raise ContainerError(f"{path}: too many levels of symbolic links") from None
 
 
 @contextlib.contextmanager
