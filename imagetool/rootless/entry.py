@@ -65,10 +65,13 @@ def maybe_enter(argv: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: object) -> None:
     """End the command re-executed inside the user namespace with `code` without the
     interpreter's teardown (~10 ms for the modules a run loads): its output is flushed, and
-    nothing else is pending when only the main thread is left. Returns when that is not so."""
+    nothing else is pending when only the main thread is left. Returns when that is not so
+    (or `code` is not an int: sys.exit's own rules apply then)."""
+    if not isinstance(code, int) or not 0 <= code <= 255:
+        return
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return
