@@ -89,6 +89,22 @@ def test_runc_spec_is_valid(tmp_path: Path, rootless: bool) -> None:
         assert official_paths(config) == []
 
 
+@needs_official
+@needs_runc
+@pytest.mark.parametrize("rootless", [False, True])
+def test_spec_command_output_is_valid_officially(tmp_path: Path, rootless: bool) -> None:
+    """spec.bats' "spec validator", offline: the config.json `pyrunc spec` writes passes the
+    official schema (Debian's copy, not one cloned from GitHub), as runc's does."""
+    for name, binary in (("pyrunc", PYRUNC), ("runc", RUNC)):
+        d = tmp_path / name
+        d.mkdir()
+        subprocess.run([binary, "spec", "--bundle", str(d),
+                        *(["--rootless"] if rootless else [])],
+                       check=True, capture_output=True, timeout=30)
+        config = json.loads((d / "config.json").read_text())
+        assert official_paths(config) == [], name
+
+
 def test_full_linux_config_is_valid() -> None:
     """Every section we describe, filled in the way real engines fill it."""
     c = default_spec()
