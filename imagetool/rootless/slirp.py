@@ -8,7 +8,9 @@ outbound connectivity; the host's loopback stays out of reach (--disable-host-lo
 
 One Slirp per container, owned by the monitor: `start(pid, bindings)` runs slirp4netns for
 the container's network namespace and publishes `-p` bindings; `close()` ends it (closing
-its exit fd, then by pid) and removes its socket directory. Nothing outlives the monitor."""
+its exit fd, then by pid) and removes its socket directory; `stop()` only tells it to end,
+so the monitor can clean up while it exits. A slirp4netns with published ports is waited
+for; one without may still be finishing its exit (see close()) when the monitor ends."""
 
 from __future__ import annotations
 
@@ -137,18 +139,32 @@ class Slirp:
             raise SlirpError(f"-p {addr}:{port}:{b['ContainerPort']}/{b['Proto']}: {desc}")
         self.ports.append(dict(b, HostIp=addr, HostPort=port))
 
-    def close(self) -> None:
-        import contextlib
-        import shutil
+    def stop(self) -> None:
+        """Tell slirp4netns to end (its exit fd closes); close() waits for it."""
         if self.exit_w >= 0:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(self.exit_w)
+            except OSError:
+                pass
             self.exit_w = -1
+
+    def close(self) -> None:
+        """End slirp4netns and remove its socket directory. With published ports, wait for
+        its end (its listening sockets must be gone when `stop` returns; 5 s, then SIGKILL);
+        without, only make sure it ends (SIGTERM besides the exit fd) and do not wait: its
+        exit closes the tap, which waits an RCU grace period (~20 ms) no one needs, and
+        whoever inherits it (init, once the monitor is gone) reaps it."""
+        import shutil
+        self.stop()
         if self.proc is not None:
             # poll first: the monitor (a subreaper) may have reaped it, and its pid be reused
-            if self.proc.poll() is None and not _exited(self.proc.pid, 5.0):
-                self.proc.kill()
-            self.proc.wait()
+            if self.proc.poll() is None:
+                if not self.ports:
+                    self.proc.terminate()
+                elif not _exited(self.proc.pid, 5.0):
+                    self.proc.kill()
+            if self.ports or self.proc.returncode is not None:
+                self.proc.wait()
             self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

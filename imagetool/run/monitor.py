@@ -243,8 +243,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                   relay, master if tty else None)
     for p in proxies:
         p.close()
-    if slirp is not None:
-        slirp.close()
+    if slirp is not None:  # told to end now, waited for after the cleanup: its exit (the
+        slirp.stop()       # tap's close waits an RCU grace period) overlaps the cleanup's
     if not host.get("AutoRemove"):
         try:
             from imagetool.run.lifecycle import keep_upper
@@ -255,6 +255,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                                                     ExitCode=code, FinishedAt=now()),
                      exitCode=str(code))
     _cleanup(recs, store_root, cid, True, info, remove_bundle=True, net=user_net)
+    if slirp is not None:
+        slirp.close()
     with contextlib.suppress(Exception):  # networks `network connect` added while it ran
         from imagetool.run import netconnect
         netconnect.drop_all(store_root, recs, cid)

@@ -180,3 +180,19 @@ def test_main_story_rootless(story_user, registry):
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
     assert _leftovers(u) == []
     assert mounts_under(ns.holder, u.home) == []
+
+
+def test_run_rm_on_the_default_network_leaves_nothing(story_user):
+    """Without published ports the monitor does not wait for slirp4netns's last ~20 ms of
+    exit (slirp.Slirp.close): it must still be gone right after, and the run's output and
+    code are the container's."""
+    u, ns = story_user
+    r = u.imagetool("import", _base(u, "rm"), "busybox:latest")
+    assert r.returncode == 0, r.stderr
+    for _ in range(3):
+        r = u.imagetool("run", "--rm", "busybox", "sh", "-c",
+                        "ip -4 addr show tap0 | grep -o 'inet [0-9.]*'; exit 7")
+        assert (r.returncode, r.stdout.strip()) == (7, "inet 10.0.2.100"), r.stderr
+    assert u.imagetool("ps", "-aq").stdout == ""
+    assert _leftovers(u) == []
+    assert mounts_under(ns.holder, u.home) == []
