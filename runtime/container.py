@@ -138,12 +138,10 @@ class Container:
             if st != "stopped":
                 self._signal_all(signal.SIGKILL)
                 self._wait_gone()
-            mgr = load_manager(self.state)
-            if mgr is not None:
-                try:
-                    mgr.destroy()
-                except (OSError, PyruncError) as e:
-                    warn(f"cgroup cleanup: {e}")
+            try:
+                _destroy_cgroup(self.state)
+            except (OSError, PyruncError) as e:
+                warn(f"cgroup cleanup: {e}")
             if self.state.get("netDevices"):  # back to the host under their own names
                 from runtime.linux import netdev
                 netdev.release(self.state["netDevices"], warn)
@@ -200,9 +198,30 @@ def _live(pids: list[int]) -> bool:
     return False
 
 
+def _destroy_cgroup(state: "dict[str, Any]") -> None:
+    """Remove the container's cgroup directories. The usual case, no sub-cgroup and no
+    task left, is one rmdir each without loading the cgroup managers (~0.4 ms of a
+    delete); anything else goes to the manager's destroy (sub-cgroups, EBUSY retries)."""
+    cg = state.get("cgroup") or {}
+    dirs = set((cg.get("paths") or {}).values()) if cg.get("version") == 1 else \
+        {cg.get("unified")}
+    try:
+        for d in sorted(d for d in dirs if d):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+        return
+    except OSError:
+        pass
+    mgr = load_manager(state)
+    if mgr is not None:
+        mgr.destroy()
+
+
 def load_manager(state: "dict[str, Any]"):
-    """runtime.cgroups' load_manager, imported on first use: `state`, `start` and a plain
-    `kill` never touch cgroups (two modules fewer on their path)."""
+    """runtime.cgroups' load_manager, imported on first use: `state`, `start`, a plain
+    `kill` and the usual `delete` never load the cgroup modules."""
     from runtime.cgroups import load_manager as load
     return load(state)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -79,3 +80,28 @@ def test_init_is_alone_in_its_cgroup_in_every_hierarchy(case, cgnames, pyrunc, o
     for d in dirs:
         assert pids_in(d) == [pid], d
     pyrunc("delete", "--force", cid, timeout=T, check=True)
+
+
+@pytest.mark.parametrize("sub", [False, True])
+def test_delete_removes_the_cgroup_with_any_sub_cgroup(sub, cgnames, pyrunc, open_bundle):
+    """delete of a stopped container removes its directory in every hierarchy: with one
+    rmdir each in the usual case, through the manager's walk when the container made
+    sub-cgroups (here: one per hierarchy, made while it ran)."""
+    if not mounts():
+        pytest.skip("no cgroup hierarchy mounted under /sys/fs/cgroup")
+    bundle, top = open_bundle, cgnames.new()
+    bundle.config["linux"]["cgroupsPath"] = f"/{top}/ct"
+    bundle.write()
+    cid = pyrunc.new_id("pl")
+    pyrunc("run", "-d", "--bundle", bundle.path, cid, timeout=T, check=True)
+    dirs = [d for d in cgnames.dirs() if d.endswith(f"/{top}/ct")]
+    assert len(dirs) == len(mounts())
+    if sub:
+        for d in dirs:
+            os.mkdir(os.path.join(d, "sub"))
+    pyrunc("kill", cid, "KILL", timeout=T, check=True)
+    deadline = time.monotonic() + 10
+    while pyrunc.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pyrunc("delete", cid, timeout=T, check=True)
+    assert [d for d in cgnames.dirs() if f"/{top}/ct" in d] == []
