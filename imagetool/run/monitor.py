@@ -243,8 +243,8 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
                   relay, master if tty else None)
     for p in proxies:
         p.close()
-    if slirp is not None:  # told to end now, waited for after the cleanup: its exit (the
-        slirp.stop()       # tap's close waits an RCU grace period) overlaps the cleanup's
+    if slirp is not None:  # told to end now, closed after the cleanup (Slirp.close): its
+        slirp.stop()       # exit (the tap's close waits an RCU grace period) overlaps that
     if not host.get("AutoRemove"):
         try:
             from imagetool.run.lifecycle import keep_upper
