@@ -109,6 +109,18 @@ HIDE_CRIU=""
 if command -v criu >/dev/null; then
   HIDE_CRIU="mount --bind /dev/null $(command -v criu) && "
 fi
+# runc's helpers make a parent cgroup for every controller /proc/cgroups lists; where one is not
+# mounted (hybrid hosts) `mkdir -p` leaves a plain directory on the /sys/fs/cgroup tmpfs, which
+# later confuses other engines (conmon writes "tasks" files there). Remove what was not there.
+CG_BEFORE=$(ls /sys/fs/cgroup)
+cleanup_cgroup_dirs() {
+  local d
+  for d in /sys/fs/cgroup/*; do
+    grep -qxF "$(basename "$d")" <<<"$CG_BEFORE" && continue
+    mountpoint -q "$d" || rm -rf "$d"
+  done
+}
+trap cleanup_cgroup_dirs EXIT
 total_ok=0 total_fail=0 total_skip=0 hung=0
 printf '%-24s %4s %7s %5s  %s\n' file ok "not ok" skip status
 for f in "${FILES[@]}"; do
