@@ -112,9 +112,13 @@ def test_attach_sends_stdin_to_a_di_container(run, tool):
     p = run(tool, "attach", "ai", input=b"hello\nworld\n", check=False)
     assert p.returncode == 3, p.stderr.decode()
     assert run(tool, "logs", "ai").stdout == b"got hello\nthen world\n"
-    # docker's daemon stops a client's output once its stdin ended (a -di container is
-    # not StdinOnce); we keep following it until the container exits
-    assert p.stdout == (b"got hello\nthen world\n" if tool == "ours" else b"")
+    # we keep following the output until the container exits; docker's daemon stops a
+    # client's output once its stdin ended (a -di container is not StdinOnce), which races
+    # with the container's echo: docker shows none, some or all of it
+    if tool == "ours":
+        assert p.stdout == b"got hello\nthen world\n"
+    else:
+        assert b"got hello\nthen world\n".startswith(p.stdout), p.stdout
 
 
 @pytest.mark.parametrize("tool", ["ours", "docker"])
