@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagetool.errors import ImagetoolError
+
 KEYS = ("config", "container", "daemon", "event", "image", "label", "network", "node",
         "plugin", "scope", "secret", "service", "type", "volume")
 
 
-class FilterError(ValueError):
+class FilterError(ImagetoolError, ValueError):
     """A bad --filter value (the message names it)."""
 
 
