@@ -25,24 +25,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from imagetool.errors import ImagetoolError
-
-DEFAULT = {"bridge": "imagetool0", "subnet": "10.88.0.0/16"}
+from imagetool.run.netconfig import config
 
 
 class NetworkError(ImagetoolError):
     pass
-
-
-def config(store_root: str, net: str | None = None) -> dict[str, str]:
-    """{"bridge", "subnet"} of the default network, or of the user network `net`."""
-    if net is not None:
-        from imagetool.run import usernet
-        return usernet.load(store_root, net)
-    try:
-        with open(os.path.join(store_root, "network.json")) as f:
-            return {**DEFAULT, **json.load(f)}
-    except FileNotFoundError:
-        return dict(DEFAULT)
 
 
 @contextlib.contextmanager

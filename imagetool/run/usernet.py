@@ -16,30 +16,12 @@ import struct
 import time
 from typing import Any
 
+from imagetool.run import netconfig
+from imagetool.run.netconfig import load, names
+from imagetool.run.netconfig import user_path as _path
 from imagetool.run.records import ContainerError, Records, status
 
 BUILTIN = ("bridge", "host", "none")
-
-
-def _path(root: str, name: str) -> str:
-    return os.path.join(os.path.abspath(root), "networks", f"{name}.json")
-
-
-def load(root: str, name: str) -> dict[str, Any]:
-    try:
-        with open(_path(root, name)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ContainerError(f"network {name} not found") from None
-
-
-def names(root: str) -> list[str]:
-    try:
-        return sorted(n[:-5] for n in os.listdir(os.path.join(os.path.abspath(root),
-                                                              "networks"))
-                      if n.endswith(".json"))
-    except FileNotFoundError:
-        return []
 
 
 def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -58,8 +40,7 @@ def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 def _pick_subnet(root: str) -> str:
     taken = [ipaddress.ip_network(load(root, n)["subnet"]) for n in names(root)]
-    from imagetool.run import network
-    taken.append(ipaddress.ip_network(network.config(root)["subnet"]))
+    taken.append(ipaddress.ip_network(netconfig.config(root)["subnet"]))
     taken += _host_routes()
     for second in range(18, 32):
         cand = ipaddress.ip_network(f"172.{second}.0.0/16")

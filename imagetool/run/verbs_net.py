@@ -20,9 +20,9 @@ def cmd_network_create(args: argparse.Namespace) -> int:
 def cmd_network_ls(args: argparse.Namespace) -> int:
     import hashlib
 
-    from imagetool.run import network, usernet
+    from imagetool.run import netconfig, usernet
     from imagetool.run.formatting import print_rows
-    bridge = network.config(args.root)["bridge"]
+    bridge = netconfig.config(args.root)["bridge"]
     rows = [{"ID": hashlib.sha256(f"{bridge}/{n}".encode()).hexdigest()[:12], "Name": n,
              "Driver": n if n != "bridge" else "bridge", "Scope": "local"}
             for n in usernet.BUILTIN]
