@@ -7,8 +7,9 @@ pid), imports the same busybox rootfs into both tools' per-user stores, then tim
 order rotated every round, `imagetool run --rm` and `podman run --rm` with `--network none`
 and with each tool's default network (imagetool: slirp4netns; podman 4.3: slirp4netns).
 The default network needs /dev/net/tun open to users: both tools run in a private mount
-namespace whose /dev/net/tun is a 0666 node of the bench's own (tests' tunns.py; the host's
-node is not touched). Prints medians and the ratio imagetool/podman."""
+namespace whose /dev/net/tun is a 0666 node of the bench's own
+(conformance/engines/tunns.py; the host's node is not touched). Prints medians and the
+ratio imagetool/podman."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ import statistics
 import sys
 import time
 
-from tests.imagetool.rootless.conftest import REPO, RootlessUser, _kill_users_processes, _make_user
-from tests.imagetool.rootless.tunns import host_has_tun, tun_namespace
-from tests.imagetool.storehelp import rootfs_tar
+from bench._common import REPO
+from conformance.engines.bundles import rootfs_tar
+from conformance.engines.procs import Unavailable
+from conformance.engines.rootless_user import RootlessUser, kill_user_processes, rootless_user
+from conformance.engines.tunns import host_has_tun, tun_namespace
 
 IT = os.path.join(REPO, ".venv", "bin", "imagetool")
 
@@ -34,20 +37,18 @@ def main() -> int:
                     "packages of this other tree (e.g. an older commit's `git archive`), "
                     "in the same rounds")
     a = ap.parse_args()
-    gen = _make_user("itool-rl-bench", subids=True)
-    u = next(gen)
     tun = tun_namespace(0o666) if host_has_tun() else contextlib.nullcontext()
     try:
-        with tun as ns:
+        with rootless_user("itool-rl-bench", subids=True) as u, tun as ns:
             if ns is not None:
                 u = dataclasses.replace(u, prefix=ns.prefix)
             try:
                 return _bench(u, a.runs, ns is not None, a.baseline)
             finally:
-                _kill_users_processes(u.name)
-    finally:
-        for _ in gen:
-            pass
+                kill_user_processes(u.name)
+    except Unavailable as e:
+        print(f"rootless_bench: {e}", file=sys.stderr)
+        return 1
 
 
 def _bench(u: RootlessUser, runs: int, tun: bool, baseline: str | None = None) -> int:

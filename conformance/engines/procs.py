@@ -25,6 +25,11 @@ class DaemonError(RuntimeError):
     """A daemon exited or did not answer while starting; the message ends with its log."""
 
 
+class Unavailable(RuntimeError):
+    """This host lacks a tool or feature the helper needs (the message names it): tests skip,
+    benchmarks stop with it."""
+
+
 def which(name: str) -> str:
     """The absolute path of a program on PATH or the usual dirs; SystemExit naming it."""
     path = shutil.which(name, path=os.environ.get("PATH", "") + ":" + SEARCH_PATH)

@@ -1,99 +1,37 @@
-"""A private mount namespace whose /dev/net/tun is a node the test made, so slirp4netns run by
-an ordinary user can (mode 0666) or cannot (mode 0600) open it whatever the host's own node's
-mode is; the host is not changed.
-
-`tun_namespace(mode)` starts a holder (`unshare --mount --propagation private`) that mounts a
-small tmpfs on a temp dir in its namespace, makes the tun node there (mknod c 10 200) and binds
-it over /dev/net/tun; commands enter it with `prefix` (nsenter --mount). On exit the holder is
-killed by pid (it also ends when the test process dies: it waits on a pipe) and the temp dir
-goes; the namespace and its mounts go with its last process."""
+"""The tests' face of conformance/engines/tunns.py (a private mount namespace with a tun node
+of the test's own): the same names, with `tun_namespace` skipping where the host lacks the
+tun driver or tools and failing the test when the holder does not come up."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import select
-import shutil
-import signal
-import stat
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-TUN = "/dev/net/tun"
-SCRIPT = """set -e
-mount -t tmpfs -o mode=0755,size=16k itool-tun "$1"
-mknod -m "$2" "$1/tun" c 10 200
-mount --bind "$1/tun" /dev/net/tun
-echo ready
-read -r _ || true
-"""
-
-
-@dataclass
-class TunNs:
-    holder: int
-    mode: int
-
-    @property
-    def prefix(self) -> tuple[str, ...]:
-        return ("nsenter", f"--mount=/proc/{self.holder}/ns/mnt", "--")
-
-    def mnt(self) -> str:
-        return os.readlink(f"/proc/{self.holder}/ns/mnt")
-
-
-def host_has_tun() -> bool:
-    try:
-        return stat.S_ISCHR(os.stat(TUN).st_mode)
-    except OSError:
-        return False
-
-
-def tun_mounted(pid: int) -> bool:
-    """True when /dev/net/tun is a mount point in `pid`'s mount namespace (ours is, the
-    host's is not)."""
-    with open(f"/proc/{pid}/mountinfo") as f:
-        return any(line.split()[4] == TUN for line in f)
-
-
-def mounts_under(pid: int, top: str) -> list[str]:
-    with open(f"/proc/{pid}/mountinfo") as f:
-        return [m for m in (line.split()[4] for line in f) if m.startswith(top)]
+from conformance.engines import tunns as _kit
+from conformance.engines.procs import Unavailable
+from conformance.engines.tunns import (  # noqa: F401 - the tests' names
+    TUN,
+    TunHolderError,
+    TunNs,
+    host_has_tun,
+    mounts_under,
+    tun_mounted,
+)
 
 
 @contextlib.contextmanager
 def tun_namespace(mode: int) -> Iterator[TunNs]:
-    """Skips (naming it) when the host has no tun driver, or the tools are missing."""
-    if not host_has_tun():
-        pytest.skip(f"no {TUN} on this host (no tun driver): slirp4netns cannot work here")
-    for tool in ("unshare", "nsenter", "mknod"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} (util-linux/coreutils)")
-    top = tempfile.mkdtemp(prefix="itool-tun-")
-    proc = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "sh",
-         top, f"{mode:04o}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+    """conformance.engines.tunns.tun_namespace; skips (naming why) or fails instead of
+    raising its errors."""
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        ok, _, _ = select.select([proc.stdout], [], [], 10)
-        line = proc.stdout.readline() if ok else b""
-        if line != b"ready\n":
-            proc.kill()
-            err = proc.stderr.read().decode(errors="replace").strip()
-            raise AssertionError(f"tun namespace holder failed: {err or 'no answer'}")
-        ns = TunNs(proc.pid, mode)
-        assert ns.mnt() != os.readlink("/proc/self/ns/mnt")
+        cm = _kit.tun_namespace(mode)
+        ns = cm.__enter__()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    except TunHolderError as e:
+        pytest.fail(str(e))
+    with contextlib.ExitStack() as stack:
+        stack.push(cm)
         yield ns
-    finally:
-        with contextlib.suppress(OSError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
-        os.rmdir(top)
