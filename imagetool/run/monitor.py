@@ -247,7 +247,7 @@ def _once(recs: Records, store_root: str, cid: str, status_w: int | None,
         slirp.stop()       # exit (the tap's close waits an RCU grace period) overlaps that
     if not host.get("AutoRemove"):
         try:
-            from imagetool.run.lifecycle import keep_upper
+            from imagetool.run.bundles import keep_upper
             keep_upper(recs, cid)
         except Exception:  # noqa: BLE001 - its changes are lost, the rest is cleaned up
             traceback.print_exc()

@@ -46,11 +46,11 @@ def wanted(recs: Records, cid: str, code: int) -> bool:
 
 def prepare(recs: Records, cid: str) -> None:
     """Count the restart and remake the bundle the last run's cleanup removed."""
-    from imagetool.run import lifecycle
+    from imagetool.run import bundles
     from imagetool.store import Store
     with recs.lock():
         rec = recs.load(cid)
         rec["RestartCount"] = int(rec.get("RestartCount") or 0) + 1
         rec["State"]["Status"] = "restarting"
         recs.save(rec)
-    lifecycle.make_bundle(Store(recs.root), recs, cid)
+    bundles.make_bundle(Store(recs.root), recs, cid)
