@@ -10,7 +10,7 @@ import os
 import sys
 
 from imagetool import __version__
-from imagetool.errors import ImagetoolError
+from imagetool.failures import UsageError, report
 
 # argparse, json and typing are imported where used: an ordinary user's command starts twice
 # (the second time inside its user namespace), and the first start needs none of them
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/var/lib/imagetool"
 PLANNED: dict[str, str] = {}
-
-
-class UsageError(ImagetoolError):
-    """Bad combination of arguments; exit status 2 like argparse."""
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -375,32 +371,13 @@ def cmd_planned(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
-class _Unused:
-    """Stands in for the parser of a verb this command line does not run: takes any call."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self._any
-
-    def _any(self, *_a: Any, **_k: Any) -> _Unused:
-        return self
-
-
-def _remember_translations() -> None:
-    """argparse asks gettext for each message of each parser and argument, and gettext looks
-    for a catalog on disk every time (~70 us a call, ~14 ms for imagetool's parser); within
-    one process the answer for a message cannot change, so keep it."""
-    import argparse
-    gettext = vars(argparse)["_"]  # a private name of argparse's, not in its stubs
-    if not hasattr(gettext, "cache_info"):
-        import functools
-        vars(argparse)["_"] = functools.lru_cache(maxsize=None)(gettext)
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """imagetool's parser; with `only`, every other verb's parser is left out (a command line
     runs one verb; building all ~60 costs ~15 ms). An `only` that is not a verb gets all."""
     import argparse
-    _remember_translations()
+
+    from imagetool.parserkit import Unused, remember_translations
+    remember_translations()
     p = argparse.ArgumentParser(prog="imagetool", description="Build, ship and run OCI images "
                                 "(the image side of the toolchain; pyrunc is the runtime).")
     p.add_argument("--version", action="version", version=f"imagetool {__version__}")
@@ -414,7 +391,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     def verb(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
         if only is not None and name != only:
-            return _Unused()  # type: ignore[return-value]
+            return Unused()  # type: ignore[return-value]
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
         return sp
@@ -589,38 +566,8 @@ def _main(argv: list[str] | None = None) -> int:
         debuglog.enable()
     try:
         return args.fn(args)
-    except UsageError as e:
-        text = str(e)
-        print(f"imagetool: {text}" if text.startswith((f"{args.verb}:", "--")) else
-              f"imagetool: {args.verb}: {text}", file=sys.stderr)
-        return 2
-
-    except KeyboardInterrupt:
-        print("imagetool: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception as e:  # one line; the traceback with --debug
-        if args.debug:
+    except (Exception, KeyboardInterrupt) as e:  # one line; the traceback with --debug
+        code = report(e, args.verb, args.debug)
+        if code is None:
             raise
-        if _users_error(e):
-            print(f"imagetool: {args.verb}: {e}", file=sys.stderr)
-        else:  # a bug of ours: say so, without a traceback the user can't act on
-            print(f"imagetool: {args.verb}: internal error: {type(e).__name__}: {e} "
-                  "(--debug shows the traceback)", file=sys.stderr)
-        return 1
-
-
-# stdlib errors that mean bad input or a failed tool, not a bug (their __module__)
-_INPUT_ERROR_MODULES = ("tarfile", "zlib", "_lzma", "bz2", "zipfile", "subprocess",
-                        "http.client", "json")
-
-
-def _users_error(e: Exception) -> bool:
-    """Is `e` the user's to fix? ImagetoolError, OSError (the host said no), ValueError (some
-    parsers still raise plain ones), bad-input errors of the stdlib, and error classes that
-    imagetool defines without deriving from ImagetoolError yet. Anything else is a bug."""
-    return (isinstance(e, (ImagetoolError, OSError, ValueError))
-            or type(e).__module__ in _INPUT_ERROR_MODULES
-            or type(e).__module__.startswith("imagetool."))
+        return code
