@@ -13,7 +13,7 @@ import os
 from runtime import hooks
 from runtime import spec as specmod
 from runtime.cgroups import new_manager
-from runtime.cgroups.manager import enter_dir
+from runtime.cgroups.common import enter_dir
 from runtime.channel import Channel
 from runtime.errors import PyruncError
 from runtime.init import NS_FLAGS, InitContext

@@ -2,7 +2,7 @@
 BPF_PROG_TYPE_CGROUP_DEVICE, attached to the cgroup, whether a device may be opened or made.
 
 The program is generated from the rules: the OCI list plus the devices every container gets
-(resources_v1.DEFAULT_ALLOWED), checked from the last rule back, the first match deciding,
+(resources_common.DEFAULT_ALLOWED), checked from the last rule back, the first match deciding,
 which is how the v1 allow/deny lists end up behaving. An allow rule matches when it grants
 every access asked for; a deny rule when it covers any of them. No match: allowed (a new
 cgroup allows everything until a rule says otherwise, as in v1). The program replaces any
@@ -17,6 +17,7 @@ import ctypes
 import os
 import struct
 
+from runtime.cgroups.resources_common import DEFAULT_ALLOWED, device_access
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -56,7 +57,6 @@ def parse_rule(d: dict[str, Any]) -> tuple[str, int, int, int, bool]:
     t = d.get("type", "a") or "a"
     if t not in ("a", "b", "c"):
         raise PyruncError(f"linux.resources.devices: bad type {t!r} (a, b or c)")
-    from runtime.cgroups.resources_v1 import device_access
     access = device_access(d.get("access"))
     nums = []
     for key in ("major", "minor"):
@@ -74,7 +74,6 @@ def parse_rule(d: dict[str, Any]) -> tuple[str, int, int, int, bool]:
 
 
 def _default_rules() -> list[tuple[str, int, int, int, bool]]:
-    from runtime.cgroups.resources_v1 import DEFAULT_ALLOWED
     out = []
     for rule in DEFAULT_ALLOWED:
         t, numbers, access = rule.split()

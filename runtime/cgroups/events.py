@@ -13,12 +13,12 @@ import os
 import select
 import time
 
-from runtime.cgroups.manager import read, write
+from runtime.cgroups.common import read, write
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
-    from runtime.cgroups.manager import Manager
+    from runtime.cgroups.common import Manager
 
 
 class OomWatcher:

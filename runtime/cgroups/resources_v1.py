@@ -10,19 +10,14 @@ from __future__ import annotations
 import errno
 import os
 
-from runtime.cgroups.manager import number, read, write
+from runtime.cgroups.common import number, read, write
+from runtime.cgroups.resources_common import DEFAULT_ALLOWED, device_access, rdma_line
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-# Devices every container may use whatever the config says (runc's list).
-DEFAULT_ALLOWED = [
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
-]
 
 
 def _need(paths: dict[str, str], ctrl: str, field: str) -> str:
@@ -43,19 +38,6 @@ def _file(path: str, name: str, ctrl: str, field: str) -> str:
 def _set(v: Any, field: str) -> int:
     """A numeric field's value, 0 when absent (0 means "leave alone")."""
     return 0 if v is None else number(v, field)
-
-
-def device_access(access: Any) -> str:
-    """The r, w and m of a rule's access, in that order; like runc, other letters are
-    ignored (so "rwa" is "rw"), and none of the three is an error. Unset means rwm."""
-    if access is None or access == "":
-        return "rwm"
-    if not isinstance(access, str):
-        raise PyruncError(f"linux.resources.devices: access must be a string, not {access!r}")
-    kept = "".join(c for c in "rwm" if c in access)
-    if not kept:
-        raise PyruncError(f"linux.resources.devices: bad access {access!r} (none of r, w, m)")
-    return kept
 
 
 def device_rule(d: dict[str, Any]) -> str:
@@ -286,15 +268,6 @@ def _network(paths: dict[str, str], net: dict[str, Any]) -> None:
     for prio in net.get("priorities") or []:
         write(_need(paths, "net_prio", "network.priorities"), "net_prio.ifpriomap",
               f"{prio.get('name')} {number(prio.get('priority'), 'network.priorities')}")
-
-
-def rdma_line(dev: str, lim: dict[str, Any]) -> str:
-    parts = [dev]
-    if lim.get("hcaHandles") is not None:
-        parts.append(f"hca_handle={number(lim['hcaHandles'], 'rdma.hcaHandles')}")
-    if lim.get("hcaObjects") is not None:
-        parts.append(f"hca_object={number(lim['hcaObjects'], 'rdma.hcaObjects')}")
-    return " ".join(parts)
 
 
 def _rdma(paths: dict[str, str], rdma: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.cgroups.manager import number, read, write
+from runtime.cgroups.common import number, read, write
 from runtime.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
@@ -107,7 +107,7 @@ def apply(path: str, r: dict[str, Any], warn: Callable[[str], None] | None = Non
         raise _no_v2("network", "net_cls/net_prio", "network classID and priorities are "
                      "cgroup v1 controllers and unavailable")
     for dev, lim in (r.get("rdma") or {}).items():
-        from runtime.cgroups.resources_v1 import rdma_line
+        from runtime.cgroups.resources_common import rdma_line
         _need(path, "rdma.max", "rdma")
         write(path, "rdma.max", rdma_line(dev, lim or {}))
     if r.get("devices") is not None:

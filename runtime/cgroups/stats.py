@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.cgroups.manager import read
+from runtime.cgroups.common import read
 
 TYPE_CHECKING = False  # typing costs ~2 ms per pyrunc call; annotations are never evaluated
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ used for the settings that need them.
 import os
 import time
 
-from runtime.cgroups.manager import (
+from runtime.cgroups.common import (
     Manager,
     made_dirs,
     own_cgroups,
@@ -95,7 +95,7 @@ class V1Manager(Manager):
                 break
         if "unified" not in self.paths:
             return None
-        from runtime.cgroups.manager import discover
+        from runtime.cgroups.common import discover
         for m in discover():
             if m["fstype"] == "cgroup2" and self.paths["unified"].startswith(m["mountpoint"]):
                 return m["mountpoint"]

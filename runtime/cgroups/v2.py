@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from runtime.cgroups.manager import (
+from runtime.cgroups.common import (
     Manager,
     made_dirs,
     read,

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from runtime.cgroups.manager import enter_dir, made_dirs, sub_path
+from runtime.cgroups.common import enter_dir, made_dirs, sub_path
 from runtime.cgroups.resources_v1 import device_access, device_rule
 from runtime.cgroups.v1 import V1Manager
 from runtime.errors import PyruncError
