@@ -243,43 +243,6 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
-    import contextlib
-    import json
-
-    from imagetool import snapshots, views
-    from imagetool.run.records import Records
-    store = _store(args)
-    total = 0
-    if args.build_cache:  # first: the layers only the step cache kept go in the GC below
-        from imagetool.builder.cache_prune import prune_build_cache
-        for what, size in prune_build_cache(store):
-            total += size
-            if not args.quiet:
-                print(f"Deleted build cache: {what}")
-    report = store.gc_report(wait=False)
-    if not report and store.busy():
-        print("imagetool: prune: waiting for other writers (pull, import, load) to finish",
-              file=sys.stderr)
-        report = store.gc_report(wait=True)
-    for digest, size in report:
-        total += size
-        if not args.quiet:
-            print(f"Deleted: {digest}")
-    recs = Records(store.root)
-    in_use: set[str] = set()  # the layers of the bundles containers still have
-    for cid in recs.ids():
-        with contextlib.suppress(OSError, ValueError), \
-                open(recs.path(cid, "bundle", "imagetool.json")) as f:
-            in_use.update(json.load(f).get("layers") or [])
-    for digest, size in snapshots.prune_store(store, in_use):
-        total += size
-        if not args.quiet:
-            print(f"Deleted snapshot: {digest}")
-    print(f"Total reclaimed space: {views.human_size(total)}")
-    return 0
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from imagetool.builder.executor import BuildOptions, build
     build_args: dict[str, str] = {}
@@ -524,6 +487,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     "provenance statement (the tag then names an index, as with BuildKit)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only print the digest")
 
+    from imagetool.verbs_prune import cmd_prune
     sp = verb("prune", cmd_prune, "delete blobs no image uses and stale partial downloads")
     sp.add_argument("-q", "--quiet", action="store_true", help="only the total")
     sp.add_argument("--build-cache", action="store_true",

@@ -273,7 +273,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_container_prune(args: argparse.Namespace) -> int:
-    from imagetool.run.cli import _remove_leftovers
+    from imagetool.run.lifecycle import remove
     recs = Records(args.root)
     if not args.force and sys.stdin.isatty():
         answer = input("WARNING! This will remove all stopped containers.\n"
@@ -283,7 +283,7 @@ def cmd_container_prune(args: argparse.Namespace) -> int:
     print("Deleted Containers:")
     for rec in recs.all():
         if status(rec) in ("exited", "dead", "created") and not monitor_alive(rec):
-            _remove_leftovers(recs, rec["Id"])
+            remove(recs, rec["Id"])
             print(rec["Id"])
     print("\nTotal reclaimed space: 0B")
     return 0

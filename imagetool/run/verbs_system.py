@@ -15,9 +15,9 @@ from imagetool.run.records import Records, monitor_alive, status
 def cmd_history(args: argparse.Namespace) -> int:
     """docker history: the config's history, newest first, with each layer's size."""
     from imagetool import sizes, views
-    from imagetool.cli import _names, _store
-    store = _store(args)
-    name = _names(store, [args.image])[0]
+    from imagetool.store import Store
+    store = Store(args.root)
+    name = views.resolve_one(store, args.image)
     desc = store.get_image(name) or {}
     manifest, cfg = views._config(store, desc)
     layers = list((manifest or {}).get("layers") or [])
@@ -183,9 +183,9 @@ def _pct(text: str, part: int, whole: int) -> str:
 def cmd_system_prune(args: argparse.Namespace) -> int:
     """Stopped containers, (with --volumes) unused anonymous volumes, then the store's
     unused blobs and snapshots (`prune`)."""
-    from imagetool.cli import cmd_prune
     from imagetool.run import volumes
     from imagetool.run.verbs_manage import cmd_container_prune
+    from imagetool.verbs_prune import cmd_prune
     if not args.force and sys.stdin.isatty():
         answer = input("WARNING! This will remove all stopped containers and the blobs and "
                        "snapshots no image uses.\nAre you sure you want to continue? [y/N] ")
